@@ -1,0 +1,180 @@
+"""`concept-unlearn toy-train`: build the embedded toy model and classifier from scratch.
+
+Stages: render a data set, train the classifier, train the VAE, encode the data set to latents,
+then train the text encoder and the UNet together on random captions (with caption dropout so
+classifier-free guidance works), keeping an EMA of their weights. Everything is seeded.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .captions import all_caption_words, training_caption
+from .classifier import held_out_accuracy, save_classifier, to_tensor, train_classifier
+from .model import (ToyModelConfig, build_sampling_scheduler, build_text_encoder, build_train_scheduler,
+                    build_unet, build_vae)
+from .render import render_batch, sample_scenes
+from .tokenizer import build_tokenizer
+
+
+@dataclass
+class ToyTrainConfig:
+    output_dir: str
+    seed: int = 0
+    n_images: int = 40000
+    classifier_steps: int = 1500
+    vae_steps: int = 700
+    vae_batch: int = 32
+    unet_steps: int = 3400
+    unet_batch: int = 64
+    lr: float = 6e-4
+    warmup_steps: int = 200
+    ema_decay: float = 0.998
+    min_snr_gamma: float = 5.0
+
+
+def _train_vae(vae, images: torch.Tensor, cfg: ToyTrainConfig, log) -> None:
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    opt = torch.optim.AdamW(vae.parameters(), lr=1e-3, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-3, total_steps=cfg.vae_steps, pct_start=0.05)
+    vae.train()
+    t0 = time.time()
+    for step in range(cfg.vae_steps):
+        idx = torch.randint(0, len(images), (cfg.vae_batch,), generator=gen)
+        x = images[idx] * 2 - 1
+        posterior = vae.encode(x).latent_dist
+        recon = vae.decode(posterior.sample(generator=gen)).sample
+        kl = posterior.kl().mean() / x[0].numel()
+        loss = F.l1_loss(recon, x) + F.mse_loss(recon, x) + 1e-4 * kl
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step % 200 == 0 or step == cfg.vae_steps - 1:
+            log(f"vae step {step}/{cfg.vae_steps} loss {loss.item():.4f} ({time.time() - t0:.0f}s)")
+    vae.eval()
+
+
+@torch.no_grad()
+def _encode(vae, images: torch.Tensor, batch: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
+    means, stds = [], []
+    for i in range(0, len(images), batch):
+        d = vae.encode(images[i:i + batch] * 2 - 1).latent_dist
+        means.append(d.mean)
+        stds.append(d.std)
+    return torch.cat(means), torch.cat(stds)
+
+
+def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    with torch.no_grad():
+        for pe, p in zip(ema.parameters(), model.parameters()):
+            pe.lerp_(p, 1.0 - decay)
+
+
+def train_toy_world(cfg: ToyTrainConfig, log=print) -> dict:
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    t_start = time.time()
+    timings: dict[str, float] = {}
+
+    t0 = time.time()
+    classifier = train_classifier(steps=cfg.classifier_steps, seed=cfg.seed + 100, log=log)
+    cls_acc = held_out_accuracy(classifier)
+    log(f"classifier held-out accuracy {cls_acc}")
+    save_classifier(classifier, out / "classifier.safetensors", {"held_out_accuracy": cls_acc})
+    timings["classifier_s"] = time.time() - t0
+
+    t0 = time.time()
+    scenes = sample_scenes(cfg.n_images, seed=cfg.seed)
+    images = to_tensor(render_batch(scenes))
+    timings["render_s"] = time.time() - t0
+    log(f"rendered {cfg.n_images} training images in {timings['render_s']:.0f}s")
+
+    model_cfg = ToyModelConfig()
+    t0 = time.time()
+    vae = build_vae(model_cfg)
+    _train_vae(vae, images, cfg, log)
+    means, stds = _encode(vae, images)
+    scaling = float(1.0 / means.std())
+    vae.register_to_config(scaling_factor=scaling)
+    timings["vae_s"] = time.time() - t0
+    log(f"vae trained, latent scaling factor {scaling:.4f}")
+
+    tokenizer = build_tokenizer(all_caption_words(), out / "tokenizer")
+    text_encoder = build_text_encoder(model_cfg, len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id)
+    unet = build_unet(model_cfg, vae_scale=2 ** (len(model_cfg.vae_channels) - 1))
+    noise_sched = build_train_scheduler()
+    ema_te, ema_unet = copy.deepcopy(text_encoder), copy.deepcopy(unet)
+    params = list(text_encoder.parameters()) + list(unet.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-2)
+
+    def lr_at(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        p = (step - cfg.warmup_steps) / max(1, cfg.unet_steps - cfg.warmup_steps)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    alphas_cumprod = noise_sched.alphas_cumprod
+    snr = alphas_cumprod / (1 - alphas_cumprod)
+    gen = torch.Generator().manual_seed(cfg.seed + 2)
+    rng = np.random.default_rng(cfg.seed + 3)
+    t0 = time.time()
+    unet.train()
+    text_encoder.train()
+    for step in range(cfg.unet_steps):
+        idx = torch.randint(0, cfg.n_images, (cfg.unet_batch,), generator=gen)
+        latents = (means[idx] + stds[idx] * torch.randn(means[idx].shape, generator=gen)) * scaling
+        captions = [training_caption(scenes[i], rng) for i in idx.tolist()]
+        ids = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length,
+                        truncation=True, return_tensors="pt").input_ids
+        noise = torch.randn(latents.shape, generator=gen)
+        t = torch.randint(0, noise_sched.config.num_train_timesteps, (cfg.unet_batch,), generator=gen)
+        noisy = noise_sched.add_noise(latents, noise, t)
+        hidden = text_encoder(ids).last_hidden_state
+        pred = unet(noisy, t, hidden).sample
+        # Min-SNR weighting (Hang et al. 2023) converges much faster for small step budgets.
+        weight = torch.clamp(snr[t], max=cfg.min_snr_gamma) / snr[t]
+        loss = (weight * F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3))).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        decay = min(cfg.ema_decay, (1 + step) / (10 + step))
+        _ema_update(ema_unet, unet, decay)
+        _ema_update(ema_te, text_encoder, decay)
+        if step % 100 == 0 or step == cfg.unet_steps - 1:
+            log(f"unet step {step}/{cfg.unet_steps} loss {loss.item():.4f} lr {sched.get_last_lr()[0]:.2e} "
+                f"({time.time() - t0:.0f}s)")
+        if (step + 1) % 1000 == 0 and step + 1 < cfg.unet_steps:
+            save_pipeline(out / "checkpoint", vae, ema_te, tokenizer, ema_unet)
+    timings["unet_s"] = time.time() - t0
+
+    save_pipeline(out / "toy_sd", vae, ema_te, tokenizer, ema_unet)
+    timings["total_s"] = time.time() - t_start
+    report = {"config": asdict(cfg), "timings": timings, "classifier_held_out_accuracy": cls_acc}
+    (out / "toy_train_report.json").write_text(json.dumps(report, indent=2))
+    log(f"toy-train finished in {timings['total_s'] / 60:.1f} min")
+    return report
+
+
+def save_pipeline(path: Path, vae, text_encoder, tokenizer, unet) -> None:
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline(
+        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+        scheduler=build_sampling_scheduler(), safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.save_pretrained(str(path), safe_serialization=True)
