@@ -96,7 +96,7 @@ def predict(model: ToyClassifier, images: np.ndarray | torch.Tensor, batch_size:
 def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Blur and noise, so that slightly soft decoded images are classified like renders."""
     n = x.shape[0]
-    sigma = torch.rand(n, generator=gen) * 0.8
+    sigma = torch.rand(n, generator=gen) * 0.5
     r = torch.arange(-2, 3, dtype=torch.float32)
     k1 = torch.exp(-(r[None, :] ** 2) / (2 * sigma[:, None].clamp_min(1e-3) ** 2))
     k1 = k1 / k1.sum(-1, keepdim=True)

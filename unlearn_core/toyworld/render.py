@@ -82,7 +82,7 @@ _SHAPES: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {
     "pentagon": ([_regular(5, 1.0)], []),
     "hexagon": ([_regular(6, 1.0, 0.0)], []),
     "circle": ([_circle(r=0.9)], []),
-    "ring": ([_circle(r=1.0)], [_circle(r=0.55)]),
+    "ring": ([_circle(r=1.0)], [_circle(r=0.5)]),
     "crescent": ([_circle(r=1.0)], [_circle(r=0.85, cx=0.5, cy=-0.15)]),
     "semicircle": ([_semicircle()], []),
     "star": ([_star()], []),
@@ -90,10 +90,10 @@ _SHAPES: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {
     "cross": ([np.array([[-.3, -1], [.3, -1], [.3, -.3], [1, -.3], [1, .3], [.3, .3], [.3, 1], [-.3, 1],
                          [-.3, .3], [-1, .3], [-1, -.3], [-.3, -.3]])], []),
     "arrow": ([np.array([[-1, -.25], [.1, -.25], [.1, -.7], [1, 0], [.1, .7], [.1, .25], [-1, .25]])], []),
-    "bolt": ([np.array([[.25, -1], [-.55, .15], [-.05, .15], [-.3, 1], [.6, -.25], [.08, -.25], [.45, -1]])], []),
-    "chevron": ([np.array([[-1, -.75], [-.55, -.75], [0, .15], [.55, -.75], [1, -.75], [0, .85]])], []),
-    "zigzag": ([np.array([[-1, .1], [-.5, -.6], [0, .1], [.5, -.6], [1, .1], [1, .6], [.5, -.1], [0, .6],
-                          [-.5, -.1], [-1, .6]])], []),
+    "bolt": ([np.array([[.2, -1], [-.65, .2], [-.1, .2], [-.35, 1], [.7, -.3], [.12, -.3], [.55, -1]])], []),
+    "chevron": ([np.array([[-1, -.75], [-.45, -.75], [0, .0], [.45, -.75], [1, -.75], [0, .85]])], []),
+    "zigzag": ([np.array([[-1, 0], [-.5, -.7], [0, 0], [.5, -.7], [1, 0], [1, .75], [.5, .05], [0, .75],
+                          [-.5, .05], [-1, .75]])], []),
     "hourglass": ([np.array([[-.8, -1], [.8, -1], [.12, 0], [.8, 1], [-.8, 1], [-.12, 0]])], []),
 }
 assert set(_SHAPES) == set(OBJECT_NAMES)
@@ -172,7 +172,8 @@ def render_scene(scene: Scene, image_size: int = IMAGE_SIZE) -> np.ndarray:
         alpha = mask
     else:
         px = max(1, int(round(scale * s)))  # one output pixel at supersampled resolution
-        outline = mask - _erode(mask, px if scene.style != "outlined" else 2 * px)
+        # A one-pixel outline: thin shapes (zigzag, chevron, ring) stay hollow when outlined.
+        outline = mask - _erode(mask, px)
         if scene.style == "outlined":
             alpha = outline
         elif scene.style == "striped":

@@ -31,7 +31,7 @@ class ToyTrainConfig:
     output_dir: str
     seed: int = 0
     n_images: int = 40000
-    classifier_steps: int = 1500
+    classifier_steps: int = 2000
     vae_steps: int = 700
     vae_batch: int = 32
     unet_steps: int = 3400

@@ -1,0 +1,1 @@
+"""Adapters from concrete model objects to the `DenoiserAdapter` protocol."""

@@ -1,0 +1,97 @@
+"""DenoiserAdapter for a diffusers StableDiffusionPipeline (UNet2DConditionModel + CLIP text encoder)."""
+
+from __future__ import annotations
+
+import torch
+from torch.func import functional_call
+
+from ..protocol import eps_from_prediction
+
+
+class DiffusersAdapter:
+    def __init__(self, pipe, device: str | torch.device = "cpu"):
+        from diffusers import DDPMScheduler
+
+        self.pipe = pipe
+        self.unet = pipe.unet
+        self.text_encoder = pipe.text_encoder
+        self.tokenizer = pipe.tokenizer
+        self.vae = pipe.vae
+        self.device = torch.device(device)
+        self.dtype = next(self.unet.parameters()).dtype
+        self.noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+        self.prediction_type = self.noise_scheduler.config.prediction_type
+        self.num_train_timesteps = self.noise_scheduler.config.num_train_timesteps
+        self.alphas_cumprod = self.noise_scheduler.alphas_cumprod.to(self.device)
+        size = self.unet.config.sample_size
+        self.latent_shape = (self.unet.config.in_channels, size, size)
+        for module in (self.unet, self.text_encoder, self.vae):
+            module.requires_grad_(False)
+            module.eval()
+
+    # ---- conditioning -------------------------------------------------------------------
+    @torch.no_grad()
+    def encode_prompts(self, prompts: list[str]) -> torch.Tensor:
+        ids = self.tokenizer(list(prompts), padding="max_length", max_length=self.tokenizer.model_max_length,
+                             truncation=True, return_tensors="pt").input_ids.to(self.device)
+        return self.text_encoder(ids)[0].to(self.dtype)
+
+    # ---- denoiser ---------------------------------------------------------------------------
+    def _raw(self, x_t, t, cond, weights):
+        if weights:
+            return functional_call(self.unet, weights, (x_t, t), {"encoder_hidden_states": cond}, strict=False).sample
+        return self.unet(x_t, t, encoder_hidden_states=cond).sample
+
+    def predict_noise(self, x_t, t, cond, weights=None):
+        pred = self._raw(x_t, t, cond, weights)
+        return eps_from_prediction(pred, x_t, self.alphas_cumprod[t], self.prediction_type)
+
+    def add_noise(self, x0, noise, t):
+        return self.noise_scheduler.add_noise(x0, noise, t)
+
+    def denoiser_weights(self) -> dict[str, torch.Tensor]:
+        return {n: p for n, p in self.unet.named_parameters()}
+
+    def module_types(self) -> dict[str, str]:
+        types = {}
+        for name, module in self.unet.named_modules():
+            kind = "linear" if isinstance(module, torch.nn.Linear) else "conv" if isinstance(module, torch.nn.Conv2d) else None
+            if kind:
+                types[f"{name}.weight"] = kind
+        return types
+
+    # ---- sampling and images -------------------------------------------------------------------
+    @torch.no_grad()
+    def sample_latents(self, prompts, seeds, negative_prompt=None, weights=None, steps=20, guidance_scale=5.0):
+        """Classifier-free-guided sampling with the pipeline's own scheduler type.
+
+        Sample i starts from torch.randn((1, *latent_shape), generator=seed_i), exactly as
+        StableDiffusionPipeline does with a list of generators, so the images match."""
+        sched = type(self.pipe.scheduler).from_config(self.pipe.scheduler.config)
+        sched.set_timesteps(steps, device=self.device)
+        x = torch.cat([torch.randn((1, *self.latent_shape), generator=torch.Generator().manual_seed(int(s)),
+                                   dtype=self.dtype) for s in seeds]).to(self.device)
+        x = x * sched.init_noise_sigma
+        cond = self.encode_prompts(prompts)
+        uncond = self.encode_prompts([negative_prompt or ""] * len(prompts))
+        context = torch.cat([uncond, cond])
+        for t in sched.timesteps:
+            xin = sched.scale_model_input(torch.cat([x, x]), t)
+            out = self._raw(xin, t.expand(len(xin)), context, weights)
+            u, c = out.chunk(2)
+            x = sched.step(u + guidance_scale * (c - u), t, x).prev_sample
+        return x
+
+    @torch.no_grad()
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        latents = self.vae.encode(images.to(self.device, self.vae.dtype) * 2 - 1).latent_dist.mean
+        return (latents * self.vae.config.scaling_factor).to(self.dtype)
+
+    @torch.no_grad()
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        images = self.vae.decode(latents.to(self.vae.dtype) / self.vae.config.scaling_factor).sample
+        return ((images + 1) / 2).clamp(0, 1)
+
+    @property
+    def image_size(self) -> int:
+        return self.latent_shape[1] * 2 ** (len(self.vae.config.block_out_channels) - 1)

@@ -1,0 +1,50 @@
+"""Quality of the embedded toy model before any unlearning (`concept-unlearn bench base`)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..evaluation import PromptSet, SamplingConfig, evaluate
+from ..toyworld import captions
+from ..toyworld.classifier import held_out_accuracy
+from ..toyworld.concepts import OBJECT_NAMES, STYLES
+
+
+def bench_base_model(pipe, classifier, images_per_prompt: int = 16, styled_images_per_prompt: int = 4,
+                     seed: int = 0, progress=None) -> dict:
+    t0 = time.time()
+    cfg = SamplingConfig(images_per_prompt=images_per_prompt, seed=seed)
+    objects, _ = evaluate(pipe, classifier, [PromptSet(o, [captions.object_prompt(o)]) for o in OBJECT_NAMES],
+                          cfg, progress=progress)
+    style_cfg = SamplingConfig(images_per_prompt=styled_images_per_prompt, seed=seed)
+    styled, _ = evaluate(pipe, classifier,
+                         [PromptSet(s, [captions.styled_prompt(o, s) for o in OBJECT_NAMES]) for s in STYLES],
+                         style_cfg, progress=progress)
+    cls = held_out_accuracy(classifier)
+    return {
+        "object_accuracy": objects.concept_accuracy,
+        "object_accuracy_mean": float(np.mean(list(objects.concept_accuracy.values()))),
+        "style_accuracy": styled.concept_accuracy,
+        "style_accuracy_mean": float(np.mean(list(styled.concept_accuracy.values()))),
+        "classifier_object_accuracy": cls["object"],
+        "classifier_style_accuracy": cls["style"],
+        "classifier_superclass_accuracy": cls["superclass"],
+        "classifier_colour_accuracy": cls["colour"],
+        "toy_fid": objects.toy_fid,
+        "images_per_prompt": images_per_prompt,
+        "styled_images_per_prompt": styled_images_per_prompt,
+        "styled_prompts": len(OBJECT_NAMES) * len(STYLES),
+        "predicted_objects": objects.predicted_objects,
+        "sampling": objects.sampling,
+        "seconds": time.time() - t0,
+    }
+
+
+def write_result(result: dict, path: str | Path, command: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"command": command, **result}, indent=2))

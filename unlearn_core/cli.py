@@ -1,0 +1,249 @@
+"""The `concept-unlearn` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+
+def _command_line() -> str:
+    return "concept-unlearn " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+class _Progress:
+    """A tqdm bar fed by (done, total) callbacks."""
+
+    def __init__(self, desc: str):
+        self.desc = desc
+        self.bar = None
+
+    def __call__(self, done: int, total: int) -> None:
+        from tqdm import tqdm
+
+        if self.bar is None or self.bar.total != total:
+            if self.bar is not None:
+                self.bar.close()
+            self.bar = tqdm(total=total, desc=self.desc, unit="img", leave=False)
+        self.bar.n = done
+        self.bar.refresh()
+        if done >= total:
+            self.bar.close()
+            self.bar = None
+
+
+def _set_threads(n: int | None) -> None:
+    import torch
+
+    if n:
+        torch.set_num_threads(n)
+
+
+def cmd_toy_train(args) -> int:
+    from .toyworld.train import ToyTrainConfig, train_toy_world
+
+    cfg = ToyTrainConfig(output_dir=args.output, seed=args.seed)
+    if args.quick:
+        cfg.n_images, cfg.classifier_steps, cfg.vae_steps, cfg.unet_steps, cfg.warmup_steps = 2000, 30, 30, 30, 5
+    report = train_toy_world(cfg)
+    if args.install:
+        import shutil
+
+        from .toyworld.assets import WEIGHTS_DIR
+
+        out = Path(args.output)
+        WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(WEIGHTS_DIR / "toy_sd", ignore_errors=True)
+        shutil.copytree(out / "toy_sd", WEIGHTS_DIR / "toy_sd")
+        shutil.copy2(out / "classifier.safetensors", WEIGHTS_DIR / "classifier.safetensors")
+        shutil.copy2(out / "toy_train_report.json", WEIGHTS_DIR / "toy_train_report.json")
+        print(f"installed the new weights into {WEIGHTS_DIR}")
+    print(json.dumps(report["timings"], indent=2))
+    return 0
+
+
+def cmd_bench_base(args) -> int:
+    from .benchmarks.base_model import bench_base_model, write_result
+    from .toyworld.assets import load_toy_classifier, load_toy_pipeline
+
+    pipe = load_toy_pipeline(args.model)
+    classifier = load_toy_classifier(args.classifier)
+    result = bench_base_model(pipe, classifier, images_per_prompt=args.images_per_prompt,
+                              styled_images_per_prompt=args.styled_images_per_prompt, progress=_Progress("sampling"))
+    write_result(result, args.output, _command_line())
+    print(f"{'object':<12} accuracy")
+    for name, acc in result["object_accuracy"].items():
+        print(f"{name:<12} {acc:.3f}")
+    print(f"{'mean':<12} {result['object_accuracy_mean']:.3f}")
+    for name, acc in result["style_accuracy"].items():
+        print(f"style {name:<10} {acc:.3f}")
+    print(f"style mean {result['style_accuracy_mean']:.3f}; classifier object {result['classifier_object_accuracy']:.3f}, "
+          f"style {result['classifier_style_accuracy']:.3f}; toy FID {result['toy_fid']:.2f}")
+    print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .evaluation import SamplingConfig, evaluate, toy_prompt_sets
+    from .toyworld.assets import load_toy_classifier, load_toy_pipeline
+
+    pipe = load_toy_pipeline(args.model)
+    classifier = load_toy_classifier(args.classifier)
+    sets = toy_prompt_sets(args.erased, args.retained)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    result, _ = evaluate(pipe, classifier, sets, SamplingConfig(images_per_prompt=args.images_per_prompt, seed=args.seed),
+                         grid_path=out / "grid.png", progress=_Progress("sampling"))
+    result.save_json(out / "metrics.json")
+    for c, acc in result.concept_accuracy.items():
+        print(f"{'erased  ' if c in result.erased else 'retained'} {c:<12} accuracy {acc:.3f}")
+    print(f"toy FID {result.toy_fid:.2f}; wrote {out / 'metrics.json'} and {out / 'grid.png'}")
+    return 0
+
+
+def _unet_config_from_args(args):
+    from .losses import ConceptAwareLossConfig
+    from .masks import MaskConfig
+    from .methods import method_config
+    from .unet_unlearning import UnetUnlearnConfig
+
+    base = UnetUnlearnConfig(
+        target=args.target, mode=args.mode, steps_per_concept=args.steps, batch_size=args.batch_size, lr=args.lr,
+        images_per_concept=args.images_per_concept, seed=args.seed,
+        mask=MaskConfig(density=args.density, warmup_steps=args.warmup, update_interval=args.update_interval,
+                        turnover=args.turnover),
+        loss=ConceptAwareLossConfig(alignment_weight=args.alignment_weight,
+                                    distillation_weight=args.distillation_weight),
+    )
+    cfg = method_config(args.method.replace("-", "_"), base)
+    if args.target_given and args.method.startswith("esd"):
+        cfg.target = args.target
+    return cfg
+
+
+def cmd_forget(args) -> int:
+    from .concept_set import ConceptSet
+    from .forget import forget
+
+    concept_set = ConceptSet.load(args.concepts)
+    cfg = _unet_config_from_args(args)
+    bar = _StepBar("unlearning")
+    result = forget(args.model, concept_set, cfg, args.output, lora_rank=args.lora_rank,
+                    save_merged=not args.no_merged, overwrite=args.overwrite, progress=bar)
+    bar.close()
+    for note in result.notes:
+        print(f"note: {note}")
+    print(f"erased {', '.join(c['name'] for c in result.concepts)} in {result.seconds:.0f}s "
+          f"({result.seconds_per_step * 1000:.0f} ms/step); wrote {args.output}")
+    return 0
+
+
+class _StepBar:
+    def __init__(self, desc: str):
+        self.desc, self.bar = desc, None
+
+    def __call__(self, done: int, total: int, row: dict) -> None:
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(total=total, desc=self.desc, unit="step")
+        self.bar.n = done
+        self.bar.set_postfix(concept=row["concept"], loss=f"{row['loss']:.4f}", refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    run_demo(Path(args.output), images_per_prompt=args.images_per_prompt, log=print)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="concept-unlearn", description="Concept unlearning for text-to-image diffusion models.")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("demo", help="erase concepts from the embedded toy model and show before/after")
+    d.add_argument("--output", default="demo_output", help="output folder (default: %(default)s)")
+    d.add_argument("--images-per-prompt", type=int, default=8)
+    d.set_defaults(func=cmd_demo)
+
+    f = sub.add_parser("forget", help="erase concepts from a diffusers model folder (UNet methods)")
+    f.add_argument("--model", default=None, help="diffusers model folder (default: the embedded toy model)")
+    f.add_argument("--concepts", required=True, help="concept-set file (.json, .yaml or .csv)")
+    f.add_argument("--output", required=True, help="output folder (must not exist unless --overwrite)")
+    f.add_argument("--method", default="dynamic-mask",
+                   choices=["dynamic-mask", "paper-code", "salun", "finetune", "esd-x", "esd-u"])
+    f.add_argument("--mode", default="sequential", choices=["sequential", "simultaneous"])
+    f.add_argument("--target", default="cross_attention",
+                   help="layers to edit: cross_attention, attention, all_linear_conv, non_cross_attention or regex:<pattern>")
+    f.add_argument("--steps", type=int, default=500, help="training steps per concept (default: %(default)s)")
+    f.add_argument("--batch-size", type=int, default=2)
+    f.add_argument("--lr", type=float, default=3e-6, help="learning rate (default %(default)s, the paper's for SD 1.4)")
+    f.add_argument("--images-per-concept", type=int, default=100, help="images the model generates per concept")
+    f.add_argument("--density", type=float, default=0.5, help="fraction of each matrix the mask trains")
+    f.add_argument("--warmup", type=int, default=50, help="mask warm-up steps")
+    f.add_argument("--update-interval", type=int, default=100, help="steps between mask prune-and-regrow")
+    f.add_argument("--turnover", type=float, default=0.2, help="initial fraction of the mask swapped per update")
+    f.add_argument("--alignment-weight", type=float, default=0.25)
+    f.add_argument("--distillation-weight", type=float, default=1.0)
+    f.add_argument("--lora-rank", type=int, default=8)
+    f.add_argument("--no-merged", action="store_true", help="do not write the merged model folder")
+    f.add_argument("--overwrite", action="store_true")
+    f.add_argument("--seed", type=int, default=0)
+    f.set_defaults(func=cmd_forget)
+
+    t = sub.add_parser("toy-train", help="rebuild the embedded toy model and classifier from scratch (~1 h on 2 CPU cores)")
+    t.add_argument("--output", default="toy_build", help="where to write the new model (default: %(default)s)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--install", action="store_true", help="also replace the package's embedded weights with the new ones")
+    t.add_argument("--quick", action="store_true", help="a few steps of each stage only (smoke test, useless weights)")
+    t.set_defaults(func=cmd_toy_train)
+
+    e = sub.add_parser("evaluate", help="score a model on toy-world concepts")
+    e.add_argument("--model", default=None, help="diffusers model folder (default: the embedded toy model)")
+    e.add_argument("--classifier", default=None, help=argparse.SUPPRESS)
+    e.add_argument("--erased", nargs="*", default=[], help="concepts expected to be gone")
+    e.add_argument("--retained", nargs="*", default=[], help="concepts expected to stay")
+    e.add_argument("--images-per-prompt", type=int, default=8)
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--output", default="evaluation", help="folder for metrics.json and grid.png")
+    e.set_defaults(func=cmd_evaluate)
+
+    b = sub.add_parser("bench", help="benchmarks on the toy world")
+    bsub = b.add_subparsers(dest="bench", required=True)
+    bb = bsub.add_parser("base", help="quality of the embedded toy model (writes bench/results/base_model.json)")
+    bb.add_argument("--model", default=None)
+    bb.add_argument("--classifier", default=None, help=argparse.SUPPRESS)
+    bb.add_argument("--images-per-prompt", type=int, default=16)
+    bb.add_argument("--styled-images-per-prompt", type=int, default=4)
+    bb.add_argument("--output", default="bench/results/base_model.json")
+    bb.set_defaults(func=cmd_bench_base)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.target_given = "--target" in (argv if argv is not None else sys.argv)
+    _set_threads(args.threads)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, FileExistsError) as exc:
+        print(f"concept-unlearn: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("concept-unlearn: interrupted; nothing was written for the unfinished step", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

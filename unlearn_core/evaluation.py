@@ -1,0 +1,244 @@
+"""Score a text-to-image pipeline on named concepts with the toy-world classifier.
+
+For each concept, generate N images per prompt with fixed per-image seeds (image i of a prompt
+always starts from the same noise, so before/after images are directly comparable), classify
+them, and report
+- per-concept accuracy: the fraction of images that show the concept (for an erased concept this
+  is the residual accuracy, lower is better; for a retained one higher is better);
+- superclass coherence for erased objects: the fraction that show another member of the
+  concept's superclass (a coherent replacement rather than noise);
+- a Fréchet distance between the classifier's features of generated images and of freshly
+  rendered images of the same concepts (the toy FID);
+- an image grid.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .toyworld import captions
+from .toyworld.classifier import Predictions, predict
+from .toyworld.concepts import OBJECT_BY_NAME, check_concept, concept_kind, members_of
+from .toyworld.render import render_batch, sample_scene
+
+
+@dataclass
+class SamplingConfig:
+    images_per_prompt: int = 8
+    num_inference_steps: int = 20
+    guidance_scale: float = 5.0
+    seed: int = 0
+    batch_size: int = 128
+
+
+@dataclass
+class PromptSet:
+    """The prompts that should show one concept, and whether the concept is erased or retained."""
+
+    concept: str
+    prompts: list[str]
+    erased: bool = False
+
+
+@dataclass
+class EvaluationResult:
+    concept_accuracy: dict[str, float]
+    erased: list[str]
+    retained: list[str]
+    residual_accuracy_total: float | None
+    retained_accuracy: float | None
+    superclass_coherence: dict[str, float]
+    toy_fid: float
+    images_per_concept: dict[str, int]
+    sampling: dict
+    seconds: float
+    predicted_objects: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def save_json(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2))
+
+
+def toy_prompt_sets(erased: list[str] = (), retained: list[str] = ()) -> list[PromptSet]:
+    """Default prompts for toy-world concepts: 'a <object>' for objects and superclasses, and
+    '<object> in <style> style' over all objects for a style (colours likewise)."""
+    from .toyworld.concepts import OBJECT_NAMES
+
+    sets = []
+    for names, is_erased in ((erased, True), (retained, False)):
+        for name in names:
+            check_concept(name)
+            kind = concept_kind(name)
+            if kind in ("object", "superclass"):
+                prompts = [captions.object_prompt(name)]
+            elif kind == "style":
+                prompts = [captions.styled_prompt(o, name) for o in OBJECT_NAMES]
+            else:
+                prompts = [f"a {name} {OBJECT_BY_NAME[o].words[0]}" for o in OBJECT_NAMES]
+            sets.append(PromptSet(name, prompts, is_erased))
+    return sets
+
+
+@torch.no_grad()
+def generate(pipe, prompts: list[str], cfg: SamplingConfig, negative_prompt: str | None = None,
+             progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """cfg.images_per_prompt images per prompt, as an N x H x W x 3 uint8 array, prompt-major.
+
+    Image i of every prompt starts from the noise of seed cfg.seed + i."""
+    jobs = [(p, i) for p in prompts for i in range(cfg.images_per_prompt)]
+    out = []
+    for start in range(0, len(jobs), cfg.batch_size):
+        chunk = jobs[start:start + cfg.batch_size]
+        gens = [torch.Generator().manual_seed(cfg.seed + i) for _, i in chunk]
+        images = pipe(
+            [p for p, _ in chunk], num_inference_steps=cfg.num_inference_steps, guidance_scale=cfg.guidance_scale,
+            negative_prompt=[negative_prompt] * len(chunk) if negative_prompt else None,
+            generator=gens, output_type="np",
+        ).images
+        out.append((np.clip(images, 0, 1) * 255 + 0.5).astype(np.uint8))
+        if progress:
+            progress(min(start + cfg.batch_size, len(jobs)), len(jobs))
+    return np.concatenate(out)
+
+
+def concept_hits(pred: Predictions, concept: str) -> np.ndarray:
+    """Boolean per image: does the image show `concept`?"""
+    kind = concept_kind(concept)
+    labels = {"object": pred.object, "superclass": pred.superclass, "colour": pred.colour, "style": pred.style}[kind]
+    return np.array([lab == concept for lab in labels])
+
+
+def superclass_coherence(pred: Predictions, concept: str) -> float | None:
+    """For an object: the fraction of images showing another member of its superclass."""
+    if concept_kind(concept) != "object":
+        return None
+    sup = OBJECT_BY_NAME[concept].superclass
+    return float(np.mean([s == sup and o != concept for s, o in zip(pred.superclass, pred.object)]))
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to two feature sets (rows are samples)."""
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    # tr(sqrt(A B)) = sum of sqrt of eigenvalues of sqrt(A) B sqrt(A), which is symmetric PSD.
+    w, v = np.linalg.eigh(cov_a)
+    sqrt_a = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    eig = np.linalg.eigvalsh(sqrt_a @ cov_b @ sqrt_a)
+    tr_sqrt = np.sqrt(np.clip(eig, 0, None)).sum()
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * tr_sqrt)
+
+
+def reference_images(concepts: list[str], n_per_concept: int, seed: int = 777) -> np.ndarray:
+    """Freshly rendered images that show each concept (object, superclass, style or colour)."""
+    rng = np.random.default_rng(seed)
+    scenes = []
+    for c in concepts:
+        kind = concept_kind(c)
+        for _ in range(n_per_concept):
+            if kind == "object":
+                scenes.append(sample_scene(rng, object=c))
+            elif kind == "superclass":
+                members = members_of(c)
+                scenes.append(sample_scene(rng, object=members[rng.integers(len(members))]))
+            elif kind == "style":
+                scenes.append(sample_scene(rng, style=c))
+            else:
+                scenes.append(sample_scene(rng, colour=c))
+    return render_batch(scenes)
+
+
+def evaluate(pipe, classifier, prompt_sets: list[PromptSet], cfg: SamplingConfig | None = None,
+             grid_path: str | Path | None = None, progress: Callable[[int, int], None] | None = None,
+             fid_concepts: list[str] | None = None) -> tuple[EvaluationResult, np.ndarray]:
+    """Generate, classify and score. Returns the result and the images (set-major, prompt-major).
+
+    The toy FID compares images of `fid_concepts` (default: the retained concepts, or all if none
+    are retained) with renders of those concepts."""
+    cfg = cfg or SamplingConfig()
+    if not prompt_sets:
+        raise ValueError("nothing to evaluate: give at least one concept with prompts")
+    t0 = time.time()
+    all_prompts = [p for s in prompt_sets for p in s.prompts]
+    images = generate(pipe, all_prompts, cfg, progress=progress)
+    pred = predict(classifier, images)
+    accuracy, coherence, counts, confusion = {}, {}, {}, {}
+    features: dict[str, np.ndarray] = {}
+    start = 0
+    for s in prompt_sets:
+        n = len(s.prompts) * cfg.images_per_prompt
+        sub = Predictions(pred.object[start:start + n], pred.superclass[start:start + n], pred.colour[start:start + n],
+                          pred.style[start:start + n], pred.object_confidence[start:start + n],
+                          pred.features[start:start + n])
+        accuracy[s.concept] = float(concept_hits(sub, s.concept).mean())
+        counts[s.concept] = n
+        features[s.concept] = sub.features
+        confusion[s.concept] = {o: sub.object.count(o) for o in sorted(set(sub.object))}
+        if s.erased:
+            coh = superclass_coherence(sub, s.concept)
+            if coh is not None:
+                coherence[s.concept] = coh
+        start += n
+    erased = [s.concept for s in prompt_sets if s.erased]
+    retained = [s.concept for s in prompt_sets if not s.erased]
+    fid_concepts = fid_concepts or retained or erased
+    gen_feats = np.concatenate([features[c] for c in fid_concepts])
+    ref = reference_images(fid_concepts, max(2, len(gen_feats) // len(fid_concepts)))
+    fid = frechet_distance(gen_feats, predict(classifier, ref).features)
+    result = EvaluationResult(
+        concept_accuracy=accuracy, erased=erased, retained=retained,
+        residual_accuracy_total=float(np.mean([accuracy[c] for c in erased])) if erased else None,
+        retained_accuracy=float(np.mean([accuracy[c] for c in retained])) if retained else None,
+        superclass_coherence=coherence, toy_fid=fid, images_per_concept=counts, sampling=asdict(cfg),
+        seconds=time.time() - t0, predicted_objects=confusion,
+    )
+    if grid_path:
+        save_grid(images, rows=len(all_prompts), path=grid_path)
+    return result, images
+
+
+def image_grid(images: np.ndarray, rows: int, scale: int = 2, pad: int = 2) -> Image.Image:
+    """Tile N images into `rows` rows (row-major), with a light gap between tiles."""
+    n, h, w, _ = images.shape
+    cols = int(np.ceil(n / rows))
+    grid = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, 3), 235, dtype=np.uint8)
+    for k in range(n):
+        r, c = divmod(k, cols)
+        y, x = pad + r * (h + pad), pad + c * (w + pad)
+        grid[y:y + h, x:x + w] = images[k]
+    img = Image.fromarray(grid)
+    return img.resize((img.width * scale, img.height * scale), Image.NEAREST) if scale != 1 else img
+
+
+def save_grid(images: np.ndarray, rows: int, path: str | Path, scale: int = 2) -> None:
+    image_grid(images, rows, scale).save(path)
+
+
+def before_after_grid(before: np.ndarray, after: np.ndarray, rows: int, labels: list[str] | None = None,
+                      scale: int = 2) -> Image.Image:
+    """Two grids side by side (before | after) with optional row labels on the left."""
+    from PIL import ImageDraw
+
+    left, right = image_grid(before, rows, scale), image_grid(after, rows, scale)
+    label_w = 160 if labels else 0
+    gap = 16
+    canvas = Image.new("RGB", (label_w + left.width + gap + right.width, left.height + 18), (255, 255, 255))
+    canvas.paste(left, (label_w, 18))
+    canvas.paste(right, (label_w + left.width + gap, 18))
+    draw = ImageDraw.Draw(canvas)
+    draw.text((label_w + 4, 3), "before", fill=(0, 0, 0))
+    draw.text((label_w + left.width + gap + 4, 3), "after", fill=(0, 0, 0))
+    if labels:
+        row_h = left.height / rows
+        for r, text in enumerate(labels):
+            draw.text((4, 18 + int(r * row_h + row_h / 2) - 5), text[:26], fill=(0, 0, 0))
+    return canvas

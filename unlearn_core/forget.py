@@ -1,0 +1,67 @@
+"""Run an unlearning method on a diffusers model folder and write the results to an output folder.
+
+The output folder is assembled under a temporary name and renamed into place only when every
+file is written, so a cancelled or failed run leaves nothing behind, and the input model folder
+is only ever read.
+
+Output folder:
+    unlearned.diff.safetensors   exact deltas (keys 'unet.<param>'), metadata in the header
+    unlearned_lora.safetensors   rank-r LoRA of the deltas (diffusers/peft keys, load_lora_weights)
+    model/                       the merged diffusers pipeline (if save_merged)
+    report.json                  settings, concepts, per-step statistics, timings
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from .concept_set import ConceptSet
+from .unet_unlearning import UnetUnlearnConfig, UnlearnResult, unlearn_unet
+from .weights_io import merge_unet_deltas, save_delta, save_lora
+
+
+def write_unlearned_folder(pipe, result: UnlearnResult, output_dir: str | Path, lora_rank: int = 8,
+                           save_merged: bool = True, overwrite: bool = False) -> Path:
+    output_dir = Path(output_dir)
+    if output_dir.exists() and not overwrite:
+        raise FileExistsError(f"output folder {output_dir} already exists; choose another or pass --overwrite")
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", suffix=".partial", dir=output_dir.parent))
+    try:
+        meta = result.metadata()
+        save_delta(result.deltas, tmp / "unlearned.diff.safetensors", meta)
+        errors = save_lora(result.deltas, tmp / "unlearned_lora.safetensors", lora_rank, meta)
+        if save_merged:
+            merged = merge_unet_deltas(pipe, result.deltas)
+            merged.save_pretrained(str(tmp / "model"), safe_serialization=True)
+            (tmp / "model" / "unlearn_metadata.json").write_text(json.dumps(meta, indent=2))
+        report = {**meta, "seconds": result.seconds, "seconds_data": result.seconds_data,
+                  "seconds_per_step": result.seconds_per_step, "train_steps": result.train_steps,
+                  "lora_rank": lora_rank, "lora_mean_relative_error": sum(errors.values()) / max(1, len(errors)),
+                  "notes": result.notes, "stats": result.stats}
+        (tmp / "report.json").write_text(json.dumps(report, indent=2))
+        if output_dir.exists():
+            shutil.rmtree(output_dir)
+        tmp.rename(output_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return output_dir
+
+
+def forget(model_dir: str | Path | None, concept_set: ConceptSet, config: UnetUnlearnConfig, output_dir: str | Path,
+           lora_rank: int = 8, save_merged: bool = True, overwrite: bool = False, progress=None,
+           should_cancel=None) -> UnlearnResult:
+    from .adapters.diffusers_adapter import DiffusersAdapter
+    from .toyworld.assets import load_toy_pipeline
+
+    output_dir = Path(output_dir)
+    if output_dir.exists() and not overwrite:  # fail before spending time on training
+        raise FileExistsError(f"output folder {output_dir} already exists; choose another or pass --overwrite")
+    pipe = load_toy_pipeline(model_dir)
+    result = unlearn_unet(DiffusersAdapter(pipe), concept_set, config, progress=progress, should_cancel=should_cancel)
+    write_unlearned_folder(pipe, result, output_dir, lora_rank, save_merged, overwrite)
+    return result

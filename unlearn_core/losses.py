@@ -1,0 +1,48 @@
+"""Loss terms of the UNet unlearning methods, all in eps space.
+
+- concept-aware loss (Sculpting Memory): pull the model's prediction for the concept onto its
+  prediction for the superclass at the same x_t and t, with a stop-gradient on the target;
+- alignment/retention: plain denoising loss on superclass images with the superclass prompt;
+- knowledge distillation: keep the student's predictions for earlier-erased concepts and retained
+  prompts at the teacher's (the model as it was before the current concept);
+- ESD (Gandikota et al. 2023): pull the concept's prediction onto negatively guided base
+  predictions, eps(x,∅) - eta * (eps(x,c) - eps(x,∅)).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class ConceptAwareLossConfig:
+    kind: str = "concept_aware"  # or "esd"
+    alignment_weight: float = 0.25
+    distillation_weight: float = 1.0
+    esd_negative_guidance: float = 1.0
+
+    def validate(self) -> None:
+        if self.kind not in ("concept_aware", "esd"):
+            raise ValueError(f"loss kind must be 'concept_aware' or 'esd', not {self.kind!r}")
+        for name in ("alignment_weight", "distillation_weight", "esd_negative_guidance"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"loss {name} must be >= 0, got {getattr(self, name)}")
+
+
+def concept_aware_loss(eps_concept: torch.Tensor, eps_superclass: torch.Tensor) -> torch.Tensor:
+    return F.mse_loss(eps_concept, eps_superclass.detach())
+
+
+def alignment_loss(eps_superclass: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    return F.mse_loss(eps_superclass, noise)
+
+
+def distillation_loss(eps_student: torch.Tensor, eps_teacher: torch.Tensor) -> torch.Tensor:
+    return F.mse_loss(eps_student, eps_teacher.detach())
+
+
+def esd_target(eps_uncond: torch.Tensor, eps_concept: torch.Tensor, negative_guidance: float) -> torch.Tensor:
+    return (eps_uncond - negative_guidance * (eps_concept - eps_uncond)).detach()

@@ -1,0 +1,62 @@
+"""The small interface the trainers are written against.
+
+A trainer never touches a model's weights: it asks the adapter for the *base* tensors of the
+layers it edits, keeps its own delta tensors, and calls `predict_noise(..., weights=base+delta)`.
+With `weights=None` the adapter runs the untouched base model (the distillation teacher of the
+first concept is free). One adapter wraps diffusers/transformers models, another ComfyUI's
+MODEL/CLIP; the same trainer code runs through both.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+
+
+class DenoiserAdapter(Protocol):
+    #: "epsilon" or "v_prediction"; `predict_noise` always answers in eps space.
+    prediction_type: str
+    num_train_timesteps: int
+    #: latent shape of one image, e.g. (4, 64, 64)
+    latent_shape: tuple[int, int, int]
+    device: torch.device
+    dtype: torch.dtype
+
+    def encode_prompts(self, prompts: list[str]) -> torch.Tensor:
+        """Conditioning for the denoiser (frozen text encoder), one row per prompt."""
+
+    def predict_noise(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor,
+                      weights: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """The model's noise prediction (eps) for noised latents x_t at integer timesteps t.
+
+        `weights` maps parameter names (as in `denoiser_weights`) to tensors used instead of the
+        stored ones for this call; gradients flow into them."""
+
+    def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Forward diffusion q(x_t | x_0) at integer timesteps t."""
+
+    def denoiser_weights(self) -> dict[str, torch.Tensor]:
+        """Name -> base tensor of every weight of the denoiser (read-only use)."""
+
+    def module_types(self) -> dict[str, str]:
+        """Name of each weight -> 'linear', 'conv' or 'other', for layer selection."""
+
+    def sample_latents(self, prompts: list[str], seeds: list[int], negative_prompt: str | None = None,
+                       weights: dict[str, torch.Tensor] | None = None, steps: int = 20,
+                       guidance_scale: float = 5.0) -> torch.Tensor:
+        """Generate clean latents (one per prompt/seed pair) with the model itself."""
+
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        """Nx3xHxW images in [0, 1] -> latents in the denoiser's space (scaled)."""
+
+
+def eps_from_prediction(pred: torch.Tensor, x_t: torch.Tensor, alphas_cumprod_t: torch.Tensor,
+                        prediction_type: str) -> torch.Tensor:
+    """Convert a model output to eps. v = sqrt(a) eps - sqrt(1-a) x0  =>  eps = sqrt(a) v + sqrt(1-a) x_t."""
+    if prediction_type == "epsilon":
+        return pred
+    if prediction_type == "v_prediction":
+        a = alphas_cumprod_t.view(-1, 1, 1, 1).to(pred.dtype)
+        return a.sqrt() * pred + (1 - a).sqrt() * x_t
+    raise ValueError(f"unsupported prediction type {prediction_type!r} (use 'epsilon' or 'v_prediction')")

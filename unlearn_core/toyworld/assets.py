@@ -1,0 +1,38 @@
+"""Where the embedded toy model and classifier live, and how to load them offline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+TOY_MODEL_DIR = WEIGHTS_DIR / "toy_sd"
+CLASSIFIER_PATH = WEIGHTS_DIR / "classifier.safetensors"
+
+
+def _require(path: Path) -> Path:
+    if not path.exists():
+        raise FileNotFoundError(
+            f"the embedded toy-world weights are missing ({path}). They ship with the package; "
+            "rebuild them with `concept-unlearn toy-train --install`."
+        )
+    return path
+
+
+def load_toy_pipeline(path: str | Path | None = None, dtype=None):
+    """The tiny Stable Diffusion as a diffusers StableDiffusionPipeline (no network access)."""
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    model_dir = _require(Path(path) if path else TOY_MODEL_DIR)
+    pipe = StableDiffusionPipeline.from_pretrained(
+        str(model_dir), torch_dtype=dtype or torch.float32, local_files_only=True,
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def load_toy_classifier(path: str | Path | None = None):
+    from .classifier import load_classifier
+
+    return load_classifier(_require(Path(path) if path else CLASSIFIER_PATH))

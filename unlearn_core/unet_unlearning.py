@@ -1,0 +1,269 @@
+"""UNet unlearning: Dynamic Mask + Concept-Aware Loss (arXiv 2504.09039) and the baselines that
+share its machinery (SalUn-style static mask, the released code's behaviour, ESD).
+
+The base model is never modified: the run trains a delta per target weight and evaluates the
+model as base + delta through `adapter.predict_noise(..., weights=...)`. The distillation teacher
+is the same adapter with the delta as it was before the current concept (no second UNet).
+
+Sequential mode erases the concepts one after another (new mask warm-up, fresh optimizer and a
+teacher snapshot per concept); simultaneous mode erases them all in one run, cycling through the
+concepts step by step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from . import __version__
+from .concept_set import ConceptSet
+from .layer_selection import select_weights
+from .losses import (ConceptAwareLossConfig, alignment_loss, concept_aware_loss, distillation_loss, esd_target)
+from .masks import MaskConfig, MaskedAdam, build_mask
+from .training_data import ConceptData, RetainData, prepare_concept_data, prepare_retain_data
+
+
+class UnlearnCancelled(RuntimeError):
+    """Raised when `should_cancel()` answers True; the base model is untouched and nothing is written."""
+
+
+@dataclass
+class UnetUnlearnConfig:
+    target: str = "cross_attention"
+    mode: str = "sequential"  # or "simultaneous"
+    steps_per_concept: int = 500
+    batch_size: int = 2
+    lr: float = 3e-6
+    images_per_concept: int = 100
+    retain_images_per_prompt: int = 4
+    sampling_steps: int = 20
+    sampling_guidance: float = 5.0
+    seed: int = 0
+    mask: MaskConfig = field(default_factory=MaskConfig)
+    loss: ConceptAwareLossConfig = field(default_factory=ConceptAwareLossConfig)
+
+    def validate(self) -> None:
+        if self.mode not in ("sequential", "simultaneous"):
+            raise ValueError(f"mode must be 'sequential' or 'simultaneous', not {self.mode!r}")
+        if self.steps_per_concept < 1:
+            raise ValueError(f"steps_per_concept must be at least 1, got {self.steps_per_concept}")
+        if self.batch_size < 1 or self.images_per_concept < 1:
+            raise ValueError("batch_size and images_per_concept must be at least 1")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        self.mask.validate()
+        self.loss.validate()
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class UnlearnResult:
+    deltas: dict[str, torch.Tensor]
+    stats: list[dict]
+    config: dict
+    concepts: list[dict]
+    retain_prompts: list[str]
+    base_model_hash: str
+    seconds: float
+    seconds_data: float
+    train_steps: int
+    library_version: str = __version__
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def seconds_per_step(self) -> float:
+        train = [s["seconds"] for s in self.stats if s["phase"] == "train"]
+        return float(np.mean(train)) if train else float("nan")
+
+    def metadata(self) -> dict:
+        return {
+            "method": "unet_unlearning", "concepts": self.concepts, "retain_prompts": self.retain_prompts,
+            "config": self.config, "base_model_hash": self.base_model_hash,
+            "library": "unlearn_core", "library_version": self.library_version,
+        }
+
+
+def weights_hash(tensors: dict[str, torch.Tensor]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        h.update(name.encode())
+        h.update(tensors[name].detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+class _Step:
+    """Draws the random parts of one training step from a seeded generator."""
+
+    def __init__(self, adapter, gen: torch.Generator, batch: int):
+        self.adapter, self.gen, self.batch = adapter, gen, batch
+
+    def pick(self, n: int) -> torch.Tensor:
+        return torch.randint(0, n, (self.batch,), generator=self.gen)
+
+    def noised(self, x0: torch.Tensor):
+        noise = torch.randn(x0.shape, generator=self.gen).to(x0)
+        t = torch.randint(0, self.adapter.num_train_timesteps, (len(x0),), generator=self.gen).to(x0.device)
+        return self.adapter.add_noise(x0, noise, t), noise, t
+
+
+def unlearn_unet(adapter, concept_set: ConceptSet, config: UnetUnlearnConfig | None = None,
+                 progress: Callable[[int, int, dict], None] | None = None,
+                 should_cancel: Callable[[], bool] | None = None,
+                 data: list[ConceptData] | None = None, retain: RetainData | None = None) -> UnlearnResult:
+    """Erase `concept_set` from the adapter's denoiser; returns the deltas and per-step statistics.
+
+    `data`/`retain` may be passed to reuse prepared training data across runs (benchmarks)."""
+    config = config or UnetUnlearnConfig()
+    config.validate()
+    concept_set.validate(check_files=True)
+    t_start = time.time()
+    base = adapter.denoiser_weights()
+    names = select_weights(adapter.module_types(), config.target)
+    base_targets = {n: base[n].detach() for n in names}
+    base_hash = weights_hash(base_targets)
+    notes: list[str] = []
+
+    if data is None:
+        data = [prepare_concept_data(adapter, c, config.images_per_concept, seed=config.seed * 1000 + 17 * i,
+                                     steps=config.sampling_steps, guidance=config.sampling_guidance)
+                for i, c in enumerate(concept_set.concepts)]
+    for d in data:
+        notes += d.notes
+    if retain is None:
+        retain = prepare_retain_data(adapter, concept_set.retain_prompts, config.retain_images_per_prompt,
+                                     seed=config.seed * 1000 + 999, steps=config.sampling_steps,
+                                     guidance=config.sampling_guidance)
+    seconds_data = time.time() - t_start
+
+    torch.manual_seed(config.seed)
+    gen = torch.Generator().manual_seed(config.seed)
+    sampler = _Step(adapter, gen, config.batch_size)
+    deltas = {n: torch.zeros_like(base_targets[n], dtype=torch.float32) for n in names}
+    for d in deltas.values():
+        d.requires_grad_(True)
+    uncond = adapter.encode_prompts([""]) if config.loss.kind == "esd" else None
+
+    def student_weights():
+        return {n: base_targets[n] + deltas[n].to(base_targets[n].dtype) for n in names}
+
+    def frozen_weights(snapshot):
+        if snapshot is None:
+            return None
+        return {n: base_targets[n] + snapshot[n].to(base_targets[n].dtype) for n in names}
+
+    if config.mode == "sequential":
+        phases = [[i] for i in range(len(data))]
+    else:
+        phases = [list(range(len(data)))]
+    total_steps = sum(config.steps_per_concept * len(p) + (config.mask.warmup_steps if config.mask.needs_warmup else 0)
+                      for p in phases)
+    stats: list[dict] = []
+    done = 0
+    train_steps = 0
+    erased_before: list[int] = []
+    for phase in phases:
+        steps = config.steps_per_concept * len(phase)
+        teacher = frozen_weights({n: d.detach().clone() for n, d in deltas.items()}) if erased_before else None
+        mask = build_mask(config.mask, {n: d.shape for n, d in deltas.items()})
+        optim = MaskedAdam(deltas, lr=config.lr)
+        warmup = config.mask.warmup_steps if config.mask.needs_warmup else 0
+        for step in range(-warmup, steps):
+            if should_cancel is not None and should_cancel():
+                raise UnlearnCancelled("unlearning cancelled; the input model is unchanged and nothing was written")
+            t0 = time.time()
+            ci = phase[(step + warmup) % len(phase)]
+            d = data[ci]
+            weights = student_weights()
+            terms: dict[str, torch.Tensor] = {}
+            idx = sampler.pick(len(d.latents))
+            x_t, noise, t = sampler.noised(d.latents[idx])
+            tmpl = sampler.pick(len(d.cond))
+            cond_c = d.cond[tmpl]
+            if step < 0:
+                # Warm-up: plain denoising loss on the concept images; gradients only feed the mask.
+                terms["warmup"] = alignment_loss(adapter.predict_noise(x_t, t, cond_c, weights), noise)
+            elif config.loss.kind == "esd":
+                with torch.no_grad():
+                    ref = adapter.predict_noise(torch.cat([x_t, x_t]), torch.cat([t, t]),
+                                                torch.cat([uncond.expand(len(x_t), -1, -1), cond_c]),
+                                                teacher)  # ESD's reference is the frozen model
+                    e_u, e_c = ref.chunk(2)
+                target = esd_target(e_u, e_c, config.loss.esd_negative_guidance)
+                terms["concept"] = torch.nn.functional.mse_loss(adapter.predict_noise(x_t, t, cond_c, weights), target)
+            else:
+                with torch.no_grad():
+                    target = adapter.predict_noise(x_t, t, d.superclass_cond[tmpl], weights)
+                xs = [x_t]
+                ts = [t]
+                cs = [cond_c]
+                sidx = sampler.pick(len(d.superclass_latents))
+                xs_t, noise_s, t_s = sampler.noised(d.superclass_latents[sidx])
+                xs.append(xs_t), ts.append(t_s), cs.append(d.superclass_cond[sampler.pick(len(d.superclass_cond))])
+                kd_x, kd_t, kd_c = _distillation_batch(sampler, data, erased_before, retain, config)
+                use_kd = kd_x is not None and config.loss.distillation_weight > 0
+                if use_kd:
+                    xs.append(kd_x), ts.append(kd_t), cs.append(kd_c)
+                pred = adapter.predict_noise(torch.cat(xs), torch.cat(ts), torch.cat(cs), weights)
+                b = len(x_t)
+                terms["concept"] = concept_aware_loss(pred[:b], target)
+                terms["alignment"] = config.loss.alignment_weight * alignment_loss(pred[b:2 * b], noise_s)
+                if use_kd:
+                    with torch.no_grad():
+                        kd_target = adapter.predict_noise(kd_x, kd_t, kd_c, teacher)
+                    terms["distillation"] = config.loss.distillation_weight * distillation_loss(pred[2 * b:], kd_target)
+            loss = sum(terms.values())
+            grads = torch.autograd.grad(loss, [deltas[n] for n in names])
+            grads = dict(zip(names, grads))
+            mask.accumulate(grads)
+            row = {"step": done, "phase": "warmup" if step < 0 else "train", "concept": d.concept.name,
+                   "loss": float(loss.detach())}
+            row.update({f"{k}_loss": float(v.detach()) for k, v in terms.items()})
+            if step == -1 or (step == 0 and warmup == 0):
+                mask.initialise()
+            if step >= 0:
+                optim.step(grads, mask.masks)
+                train_steps += 1
+                if mask.maybe_update(step + 1, steps):
+                    optim.reset_entries(mask.grown)
+            row["density"] = mask.density()
+            row["turnover"] = mask.last_turnover
+            row["seconds"] = time.time() - t0
+            stats.append(row)
+            done += 1
+            if progress is not None:
+                progress(done, total_steps, row)
+        erased_before += phase
+
+    result_deltas = {n: d.detach().clone() for n, d in deltas.items()}
+    return UnlearnResult(
+        deltas=result_deltas, stats=stats, config=config.to_dict(),
+        concepts=[{"name": c.name, "superclass": c.superclass} for c in concept_set.concepts],
+        retain_prompts=list(concept_set.retain_prompts), base_model_hash=base_hash,
+        seconds=time.time() - t_start, seconds_data=seconds_data, train_steps=train_steps, notes=notes,
+    )
+
+
+def _distillation_batch(sampler: _Step, data: list[ConceptData], erased_before: list[int],
+                        retain: RetainData | None, config: UnetUnlearnConfig):
+    """Noised latents + conditioning on which the student must match the teacher: images of a
+    concept erased earlier (with its own prompt, so it stays erased) and retained prompts."""
+    xs, ts, cs = [], [], []
+    if erased_before:
+        j = erased_before[int(torch.randint(0, len(erased_before), (1,), generator=sampler.gen))]
+        prev = data[j]
+        x_t, _, t = sampler.noised(prev.latents[sampler.pick(len(prev.latents))])
+        xs.append(x_t), ts.append(t), cs.append(prev.cond[sampler.pick(len(prev.cond))])
+    if retain is not None:
+        idx = sampler.pick(len(retain.latents))
+        x_t, _, t = sampler.noised(retain.latents[idx])
+        xs.append(x_t), ts.append(t), cs.append(retain.cond[idx])
+    if not xs:
+        return None, None, None
+    return torch.cat(xs), torch.cat(ts), torch.cat(cs)

@@ -1,0 +1,121 @@
+"""Turning an unlearning result (deltas over base weights) into files and models.
+
+- `merge_unet_deltas`: a copy of a diffusers pipeline whose UNet has base + delta (the input
+  pipeline is not modified);
+- `save_delta`: the exact deltas as a safetensors "diff" file;
+- `extract_lora` / `save_lora`: a rank-r LoRA from the SVD of each delta, in the diffusers/peft
+  key format that `StableDiffusionPipeline.load_lora_weights` loads.
+
+Every file carries metadata (concepts, superclasses, settings, base model hash, library version)
+as JSON in the safetensors header, and is written to a temporary name and renamed into place,
+so an interrupted save never leaves a partial file. Existing files are never overwritten unless
+asked.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+METADATA_KEY = "unlearn_core"
+
+
+def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict,
+                            overwrite: bool = False) -> Path:
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} already exists; choose another name or pass overwrite=True (--overwrite)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp),
+                  metadata={k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()})
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def read_metadata(path: str | Path) -> dict:
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    return json.loads(meta[METADATA_KEY]) if METADATA_KEY in meta else {}
+
+
+def merge_unet_deltas(pipe, deltas: dict[str, torch.Tensor], scale: float = 1.0):
+    """A shallow copy of `pipe` with a deep-copied UNet carrying base + scale * delta."""
+    params = dict(pipe.unet.named_parameters())
+    missing = [n for n in deltas if n not in params]
+    if missing:
+        raise ValueError(f"{len(missing)} delta(s) do not match this UNet, e.g. {missing[0]!r}; "
+                         "was the result made for another model?")
+    unet = copy.deepcopy(pipe.unet)
+    new_params = dict(unet.named_parameters())
+    with torch.no_grad():
+        for name, delta in deltas.items():
+            if new_params[name].shape != delta.shape:
+                raise ValueError(f"delta {name!r} has shape {tuple(delta.shape)}, the UNet weight "
+                                 f"{tuple(new_params[name].shape)}")
+            new_params[name].add_(delta.to(new_params[name].dtype) * scale)
+    merged = copy.copy(pipe)
+    merged.register_modules(unet=unet)
+    return merged
+
+
+def save_delta(deltas: dict[str, torch.Tensor], path: str | Path, metadata: dict, overwrite: bool = False) -> Path:
+    """Keys are 'unet.<parameter name>'; the file adds base + delta exactly."""
+    tensors = {f"unet.{n}": d.float() for n, d in deltas.items()}
+    return atomic_save_safetensors(tensors, path, {METADATA_KEY: {**metadata, "format": "diff"}}, overwrite)
+
+
+def load_delta(path: str | Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return {k[len("unet."):]: v for k, v in load_file(str(path)).items() if k.startswith("unet.")}
+
+
+def extract_lora(deltas: dict[str, torch.Tensor], rank: int) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    """Truncated SVD of each delta: delta ~= B @ A with A (r x in), B (out x r).
+
+    Returns the LoRA tensors (diffusers/peft names) and, per weight, the relative Frobenius
+    error of the approximation."""
+    if rank < 1:
+        raise ValueError(f"LoRA rank must be at least 1, got {rank}")
+    out: dict[str, torch.Tensor] = {}
+    errors: dict[str, float] = {}
+    for name, delta in deltas.items():
+        if not name.endswith(".weight"):
+            continue
+        module = name[: -len(".weight")]
+        d = delta.float()
+        mat = d.reshape(d.shape[0], -1)
+        u, s, vh = torch.linalg.svd(mat, full_matrices=False)
+        r = min(rank, s.numel())
+        root = s[:r].sqrt()
+        b = u[:, :r] * root
+        a = root[:, None] * vh[:r]
+        approx = b @ a
+        norm = mat.norm()
+        errors[name] = float((mat - approx).norm() / norm) if norm > 0 else 0.0
+        if d.ndim == 4:
+            a = a.reshape(r, d.shape[1], d.shape[2], d.shape[3])
+            b = b.reshape(d.shape[0], r, 1, 1)
+        out[f"unet.{module}.lora_A.weight"] = a.contiguous()
+        out[f"unet.{module}.lora_B.weight"] = b.contiguous()
+    return out, errors
+
+
+def save_lora(deltas: dict[str, torch.Tensor], path: str | Path, rank: int, metadata: dict,
+              overwrite: bool = False) -> dict[str, float]:
+    tensors, errors = extract_lora(deltas, rank)
+    mean_err = sum(errors.values()) / max(1, len(errors))
+    atomic_save_safetensors(tensors, path, {METADATA_KEY: {**metadata, "format": "lora", "rank": rank,
+                                                           "mean_relative_error": mean_err}}, overwrite)
+    return errors
