@@ -86,6 +86,20 @@ def cmd_bench_base(args) -> int:
     return 0
 
 
+def cmd_bench_unet(args) -> int:
+    from .benchmarks.unet import UnetBenchConfig, run_unet_benchmark, write_results, markdown_table
+    from .toyworld.assets import load_toy_classifier, load_toy_pipeline
+
+    cfg = UnetBenchConfig(steps_per_concept=args.steps, seed=args.seed, quick=args.quick)
+    if args.methods:
+        cfg.methods = tuple(m.replace("-", "_") for m in args.methods)
+    result = run_unet_benchmark(cfg, load_toy_pipeline(), load_toy_classifier(), log=print)
+    write_results(result, args.output, Path(args.output).with_suffix(".md"), _command_line())
+    print(markdown_table(result))
+    print(f"wrote {args.output} and {Path(args.output).with_suffix('.md')}")
+    return 0
+
+
 def cmd_evaluate(args) -> int:
     from .evaluation import SamplingConfig, evaluate, toy_prompt_sets
     from .toyworld.assets import load_toy_classifier, load_toy_pipeline
@@ -162,7 +176,7 @@ class _StepBar:
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
-    run_demo(Path(args.output), images_per_prompt=args.images_per_prompt, log=print)
+    run_demo(Path(args.output), images_per_prompt=args.images_per_prompt, steps_per_concept=args.steps, log=print)
     return 0
 
 
@@ -174,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="erase concepts from the embedded toy model and show before/after")
     d.add_argument("--output", default="demo_output", help="output folder (default: %(default)s)")
     d.add_argument("--images-per-prompt", type=int, default=8)
+    d.add_argument("--steps", type=int, default=None, help="training steps per concept (default: the benchmark's)")
     d.set_defaults(func=cmd_demo)
 
     f = sub.add_parser("forget", help="erase concepts from a diffusers model folder (UNet methods)")
@@ -227,6 +242,14 @@ def build_parser() -> argparse.ArgumentParser:
     bb.add_argument("--styled-images-per-prompt", type=int, default=4)
     bb.add_argument("--output", default="bench/results/base_model.json")
     bb.set_defaults(func=cmd_bench_base)
+    bu = bsub.add_parser("unet", help="UNet methods side by side (writes bench/results/unet.json and .md)")
+    bu.add_argument("--steps", type=int, default=150, help="training steps per concept")
+    bu.add_argument("--methods", nargs="*", default=None,
+                    help="subset of dynamic-mask paper-code salun esd-x esd-u (default: all)")
+    bu.add_argument("--seed", type=int, default=0)
+    bu.add_argument("--quick", action="store_true", help="tiny budgets: a smoke test of the benchmark, not results")
+    bu.add_argument("--output", default="bench/results/unet.json")
+    bu.set_defaults(func=cmd_bench_unet)
     return p
 
 

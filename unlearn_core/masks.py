@@ -193,7 +193,8 @@ class MaskedAdam:
         self.step_count = 0
 
     @torch.no_grad()
-    def step(self, grads: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> None:
+    def step(self, grads: dict[str, torch.Tensor], masks: dict[str, torch.Tensor] | None) -> None:
+        """One Adam step; `masks=None` is plain Adam on every entry (no masking cost at all)."""
         self.step_count += 1
         b1, b2 = self.betas
         bc1 = 1 - b1 ** self.step_count
@@ -202,6 +203,11 @@ class MaskedAdam:
             g = grads[n]
             if self.weight_decay:
                 g = g + self.weight_decay * p
+            if masks is None:
+                self.m[n].mul_(b1).add_(g, alpha=1 - b1)
+                self.v[n].mul_(b2).addcmul_(g, g, value=1 - b2)
+                p.sub_(self.lr * (self.m[n] / bc1) / ((self.v[n] / bc2).sqrt() + self.eps))
+                continue
             mask = masks[n]
             self.m[n] = torch.where(mask, b1 * self.m[n] + (1 - b1) * g, self.m[n])
             self.v[n] = torch.where(mask, b2 * self.v[n] + (1 - b2) * g * g, self.v[n])

@@ -116,10 +116,13 @@ class _Step:
 def unlearn_unet(adapter, concept_set: ConceptSet, config: UnetUnlearnConfig | None = None,
                  progress: Callable[[int, int, dict], None] | None = None,
                  should_cancel: Callable[[], bool] | None = None,
-                 data: list[ConceptData] | None = None, retain: RetainData | None = None) -> UnlearnResult:
+                 data: list[ConceptData] | None = None, retain: RetainData | None = None,
+                 on_phase_end: Callable[[list[str], dict[str, torch.Tensor]], None] | None = None) -> UnlearnResult:
     """Erase `concept_set` from the adapter's denoiser; returns the deltas and per-step statistics.
 
-    `data`/`retain` may be passed to reuse prepared training data across runs (benchmarks)."""
+    `data`/`retain` may be passed to reuse prepared training data across runs (benchmarks);
+    `on_phase_end(erased_so_far, deltas)` is called after each concept of a sequential run (once
+    for a simultaneous run) with a copy of the deltas at that point."""
     config = config or UnetUnlearnConfig()
     config.validate()
     concept_set.validate(check_files=True)
@@ -228,7 +231,7 @@ def unlearn_unet(adapter, concept_set: ConceptSet, config: UnetUnlearnConfig | N
             if step == -1 or (step == 0 and warmup == 0):
                 mask.initialise()
             if step >= 0:
-                optim.step(grads, mask.masks)
+                optim.step(grads, None if config.mask.kind == "none" else mask.masks)
                 train_steps += 1
                 if mask.maybe_update(step + 1, steps):
                     optim.reset_entries(mask.grown)
@@ -240,6 +243,8 @@ def unlearn_unet(adapter, concept_set: ConceptSet, config: UnetUnlearnConfig | N
             if progress is not None:
                 progress(done, total_steps, row)
         erased_before += phase
+        if on_phase_end is not None:
+            on_phase_end([data[i].concept.name for i in erased_before], {n: d.detach().clone() for n, d in deltas.items()})
 
     result_deltas = {n: d.detach().clone() for n, d in deltas.items()}
     return UnlearnResult(

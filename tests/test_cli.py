@@ -1,0 +1,106 @@
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from unlearn_core.concept_set import Concept, ConceptSet
+from unlearn_core.weights_io import read_metadata
+
+CLI = [sys.executable, "-m", "unlearn_core.cli"]
+
+
+def run(*args, timeout=600):
+    return subprocess.run(CLI + list(args), capture_output=True, text=True, timeout=timeout)
+
+
+def test_unknown_concept_error_lists_known_ones(tmp_path):
+    r = run("evaluate", "--erased", "pentagram", "--output", str(tmp_path / "e"))
+    assert r.returncode == 2
+    assert "unknown toy-world concept 'pentagram'" in r.stderr and "star" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_evaluate_writes_metrics_and_grid(tmp_path):
+    r = run("evaluate", "--erased", "star", "--retained", "circle", "--images-per-prompt", "2", "--output", str(tmp_path / "e"))
+    assert r.returncode == 0, r.stderr
+    m = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert set(m["concept_accuracy"]) == {"star", "circle"}
+    assert (tmp_path / "e" / "grid.png").stat().st_size > 0
+
+
+def test_forget_with_a_bad_concept_set_fails_cleanly(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"concepts": [{"name": "star", "superclass": "star"}]}))
+    r = run("forget", "--concepts", str(bad), "--output", str(tmp_path / "out"))
+    assert r.returncode == 2 and "itself as superclass" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+SHORT = ["--steps", "3", "--images-per-concept", "2", "--warmup", "1", "--update-interval", "1", "--lr", "1e-3",
+         "--batch-size", "2"]
+
+
+def test_forget_writes_the_outputs_and_never_overwrites(tmp_path, toy_pipe):
+    cs = tmp_path / "set.yaml"
+    ConceptSet([Concept("star", "symbol", templates=["a {}"])], ["a circle"]).save(cs)
+    out = tmp_path / "out"
+    r = run("forget", "--concepts", str(cs), "--output", str(out), "--lora-rank", "4", *SHORT)
+    assert r.returncode == 0, r.stderr
+    names = {p.name for p in out.iterdir()}
+    assert {"unlearned.diff.safetensors", "unlearned_lora.safetensors", "model", "report.json"} <= names
+    meta = read_metadata(out / "unlearned_lora.safetensors")
+    assert meta["concepts"] == [{"name": "star", "superclass": "symbol"}]
+    assert meta["rank"] == 4 and meta["base_model_hash"] and meta["library_version"]
+    assert meta["config"]["mask"]["kind"] == "dynamic"
+    from unlearn_core.toyworld.assets import load_toy_pipeline
+
+    load_toy_pipeline(out / "model")  # the merged model is a loadable diffusers folder
+    r = run("forget", "--concepts", str(cs), "--output", str(out), *SHORT)
+    assert r.returncode == 2 and "already exists" in r.stderr
+
+
+def test_interrupted_forget_writes_nothing(tmp_path):
+    cs = tmp_path / "set.json"
+    ConceptSet([Concept("star", "symbol", templates=["a {}"])]).save(cs)
+    out = tmp_path / "out"
+    args = ["forget", "--concepts", str(cs), "--output", str(out), "--steps", "100000", "--images-per-concept", "2",
+            "--warmup", "1"]
+    proc = subprocess.Popen(CLI + args, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    seen = ""
+    deadline = time.time() + 300
+    while "unlearning" not in seen and time.time() < deadline:
+        seen += proc.stderr.read(1)
+    assert "unlearning" in seen
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert "interrupted" in err
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["set.json"]
+
+
+def test_demo_runs_end_to_end(tmp_path):
+    out = tmp_path / "demo"
+    r = run("demo", "--output", str(out), "--images-per-prompt", "2", "--steps", "5")
+    assert r.returncode == 0, r.stderr
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["erased"] and m["before"]["concept_accuracy"] and m["after"]["concept_accuracy"]
+    assert (out / "before_after.png").stat().st_size > 0
+    assert (out / "unlearned" / "unlearned_lora.safetensors").exists()
+
+
+def test_bench_base_writes_the_result_file(tmp_path):
+    path = tmp_path / "base.json"
+    r = run("bench", "base", "--images-per-prompt", "1", "--styled-images-per-prompt", "1", "--output", str(path))
+    assert r.returncode == 0, r.stderr
+    res = json.loads(path.read_text())
+    for key in ("object_accuracy", "object_accuracy_mean", "style_accuracy_mean", "classifier_object_accuracy",
+                "classifier_style_accuracy", "toy_fid", "images_per_prompt", "command"):
+        assert key in res
+    assert len(res["object_accuracy"]) == 16 and res["command"].startswith("concept-unlearn bench base")

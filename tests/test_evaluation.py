@@ -1,0 +1,78 @@
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from unlearn_core.evaluation import (PromptSet, SamplingConfig, concept_hits, evaluate, frechet_distance,
+                                     generate, reference_images, superclass_coherence, toy_prompt_sets)
+from unlearn_core.toyworld.classifier import held_out_accuracy, predict
+from unlearn_core.toyworld.concepts import OBJECT_NAMES, STYLES
+
+
+def test_frechet_distance_on_known_gaussians():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(4000, 3))
+    b = rng.normal(size=(4000, 3)) + np.array([2.0, 0.0, 0.0])
+    c = rng.normal(size=(4000, 3)) * 2.0
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    assert frechet_distance(a, b) == pytest.approx(4.0, rel=0.05)  # |mu_a - mu_b|^2
+    assert frechet_distance(a, c) == pytest.approx(3.0, rel=0.1)  # 3 * (1 + 4 - 2*2)
+
+
+def test_classifier_accuracy_on_fresh_renders(classifier):
+    acc = held_out_accuracy(classifier, n=1000, seed=424242)
+    assert acc["object"] >= 0.97
+    assert acc["style"] >= 0.97
+    assert acc["colour"] >= 0.97
+    assert acc["superclass"] >= 0.97
+
+
+def test_metrics_on_rendered_images_and_on_noise(classifier):
+    renders = reference_images(["star"], 64, seed=3)
+    pred = predict(classifier, renders)
+    assert concept_hits(pred, "star").mean() >= 0.95
+    assert superclass_coherence(pred, "star") <= 0.05  # the renders are stars, not other symbols
+    noise = np.random.default_rng(0).integers(0, 256, size=(256, 32, 32, 3), dtype=np.uint8)
+    pred_noise = predict(classifier, noise)
+    hits = [concept_hits(pred_noise, o).mean() for o in OBJECT_NAMES]
+    assert max(hits) < 0.9  # noise is not one object
+    assert np.mean(hits) == pytest.approx(1 / len(OBJECT_NAMES), abs=1e-9)  # fractions over classes sum to 1
+    ref = predict(classifier, reference_images(["star", "circle"], 128, seed=9)).features
+    same = predict(classifier, reference_images(["star", "circle"], 128, seed=10)).features
+    assert frechet_distance(same, ref) * 5 < frechet_distance(pred_noise.features, ref)
+
+
+def test_prompt_sets_for_toy_concepts():
+    sets = toy_prompt_sets(["star", "striped"], ["circle"])
+    assert [s.concept for s in sets] == ["star", "striped", "circle"]
+    assert sets[0].prompts == ["a star"] and sets[0].erased
+    assert len(sets[1].prompts) == len(OBJECT_NAMES) and all("striped style" in p for p in sets[1].prompts)
+    assert not sets[2].erased
+    with pytest.raises(ValueError, match="Known objects"):
+        toy_prompt_sets(["pentagram"])
+
+
+def test_generation_is_seeded_per_image(toy_pipe):
+    cfg = SamplingConfig(images_per_prompt=2, num_inference_steps=5, seed=11)
+    a = generate(toy_pipe, ["a star", "a circle"], cfg)
+    b = generate(toy_pipe, ["a circle"], SamplingConfig(images_per_prompt=2, num_inference_steps=5, seed=11, batch_size=1))
+    assert a.shape == (4, 32, 32, 3) and a.dtype == np.uint8
+    assert np.abs(a[2:].astype(int) - b.astype(int)).max() <= 1  # same seeds -> same images, whatever the batching
+    assert not np.array_equal(a[0], a[1])
+
+
+def test_evaluate_end_to_end(toy_pipe, classifier, tmp_path):
+    sets = [PromptSet("star", ["a star"], erased=True), PromptSet("circle", ["a circle"])]
+    result, images = evaluate(toy_pipe, classifier, sets, SamplingConfig(images_per_prompt=4, num_inference_steps=10),
+                              grid_path=tmp_path / "grid.png")
+    assert images.shape == (8, 32, 32, 3)
+    assert set(result.concept_accuracy) == {"star", "circle"}
+    assert result.erased == ["star"] and result.retained == ["circle"]
+    assert result.residual_accuracy_total == result.concept_accuracy["star"]
+    assert "star" in result.superclass_coherence and result.toy_fid >= 0
+    result.save_json(tmp_path / "m.json")
+    back = json.loads((tmp_path / "m.json").read_text())
+    assert back["concept_accuracy"] == result.concept_accuracy
+    grid = Image.open(tmp_path / "grid.png")
+    assert grid.size == (2 * (4 * 34 + 2), 2 * (2 * 34 + 2))

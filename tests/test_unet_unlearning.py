@@ -1,0 +1,153 @@
+import copy
+
+import pytest
+import torch
+
+from unlearn_core.concept_set import Concept, ConceptSet, ConceptSetError
+from unlearn_core.layer_selection import select_weights
+from unlearn_core.masks import MaskConfig
+from unlearn_core.methods import method_config
+from unlearn_core.training_data import prepare_concept_data, prepare_retain_data
+from unlearn_core.unet_unlearning import UnetUnlearnConfig, UnlearnCancelled, unlearn_unet, weights_hash
+
+CONCEPTS = ConceptSet([Concept("star", "symbol", templates=["a {}"]),
+                       Concept("hexagon", "polygon", templates=["a {}"])], ["a circle"])
+
+
+def short_config(**kw):
+    base = dict(steps_per_concept=6, batch_size=2, lr=1e-3, images_per_concept=4, retain_images_per_prompt=2,
+                sampling_steps=4, mask=MaskConfig(warmup_steps=2, update_interval=2))
+    base.update(kw)
+    return UnetUnlearnConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def data(adapter):
+    cfg = short_config()
+    d = [prepare_concept_data(adapter, c, cfg.images_per_concept, seed=i, steps=4) for i, c in enumerate(CONCEPTS.concepts)]
+    r = prepare_retain_data(adapter, CONCEPTS.retain_prompts, 2, seed=5, steps=4)
+    return d, r
+
+
+def test_training_data_shapes(adapter, data):
+    d, r = data
+    assert d[0].latents.shape == (4, *adapter.latent_shape)
+    assert d[0].superclass_latents.shape == (4, *adapter.latent_shape)
+    assert d[0].cond.shape[0] == 1 and r.latents.shape[0] == 2
+
+
+def test_only_target_layers_change_and_base_is_untouched(adapter, data):
+    before = weights_hash(adapter.denoiser_weights())
+    result = unlearn_unet(adapter, CONCEPTS, short_config(), data=data[0], retain=data[1])
+    assert weights_hash(adapter.denoiser_weights()) == before
+    expected = set(select_weights(adapter.module_types(), "cross_attention"))
+    assert set(result.deltas) == expected
+    assert all(".attn2." in n for n in result.deltas)
+    assert sum(float(d.abs().sum()) for d in result.deltas.values()) > 0
+    assert result.train_steps == 12 and len(result.stats) == 12 + 2 * 2
+
+
+def test_same_seed_same_deltas_and_other_seed_differs(adapter, data):
+    a = unlearn_unet(adapter, CONCEPTS, short_config(), data=data[0], retain=data[1])
+    b = unlearn_unet(adapter, CONCEPTS, short_config(), data=data[0], retain=data[1])
+    c = unlearn_unet(adapter, CONCEPTS, short_config(seed=1), data=data[0], retain=data[1])
+    for n in a.deltas:
+        assert torch.equal(a.deltas[n], b.deltas[n])
+    assert any(not torch.equal(a.deltas[n], c.deltas[n]) for n in a.deltas)
+
+
+def test_mask_density_constant_and_masked_entries_untouched(adapter, data):
+    cfg = short_config(steps_per_concept=8, mask=MaskConfig(density=0.3, warmup_steps=2, update_interval=2,
+                                                              turnover=0.2))
+    single = ConceptSet(CONCEPTS.concepts[:1], CONCEPTS.retain_prompts)
+    result = unlearn_unet(adapter, single, cfg, data=data[0][:1], retain=data[1])
+    train_rows = [r for r in result.stats if r["phase"] == "train"]
+    assert all(abs(r["density"] - 0.3) < 0.01 for r in train_rows)
+    assert any(r["turnover"] > 0 for r in train_rows)
+    # entries never in the mask stay exactly zero: the union of masks over time is < 100%
+    nonzero = sum(int((d != 0).sum()) for d in result.deltas.values())
+    total = sum(d.numel() for d in result.deltas.values())
+    assert 0.3 * total * 0.9 < nonzero < 0.75 * total
+
+
+def test_distillation_term_is_nonzero_and_changes_the_result(adapter, data):
+    with_kd = unlearn_unet(adapter, CONCEPTS, short_config(), data=data[0], retain=data[1])
+    without = unlearn_unet(adapter, CONCEPTS, method_config("paper_code", short_config()), data=data[0], retain=data[1])
+    kd_terms = [r["distillation_loss"] for r in with_kd.stats if "distillation_loss" in r]
+    assert kd_terms and max(kd_terms) > 0
+    assert all("distillation_loss" not in r for r in without.stats)
+    assert any(not torch.equal(with_kd.deltas[n], without.deltas[n]) for n in with_kd.deltas)
+
+
+def test_simultaneous_mode_and_baselines_run(adapter, data):
+    for method in ("salun", "esd_x", "esd_u", "finetune"):
+        cfg = method_config(method, short_config(mode="simultaneous", steps_per_concept=2))
+        result = unlearn_unet(adapter, CONCEPTS, cfg, data=data[0], retain=data[1])
+        assert result.train_steps == 4
+        if method == "esd_u":
+            assert all("attn2" not in n for n in result.deltas)
+        assert all(torch.isfinite(d).all() for d in result.deltas.values())
+
+
+def test_cancel_raises_and_leaves_the_model_alone(adapter, data):
+    before = weights_hash(adapter.denoiser_weights())
+    calls = []
+
+    def cancel():
+        calls.append(1)
+        return len(calls) > 3
+
+    with pytest.raises(UnlearnCancelled):
+        unlearn_unet(adapter, CONCEPTS, short_config(), data=data[0], retain=data[1], should_cancel=cancel)
+    assert weights_hash(adapter.denoiser_weights()) == before
+
+
+def test_v_prediction_path(toy_pipe, data):
+    from unlearn_core.adapters.diffusers_adapter import DiffusersAdapter
+
+    pipe = copy.copy(toy_pipe)
+    pipe.scheduler = type(toy_pipe.scheduler).from_config({**toy_pipe.scheduler.config, "prediction_type": "v_prediction"})
+    adapter = DiffusersAdapter(pipe)
+    assert adapter.prediction_type == "v_prediction"
+    x = torch.randn(2, *adapter.latent_shape)
+    t = torch.tensor([100, 800])
+    cond = adapter.encode_prompts(["a star", "a circle"])
+    raw = pipe.unet(x, t, encoder_hidden_states=cond).sample
+    a = adapter.alphas_cumprod[t].view(-1, 1, 1, 1)
+    expected = a.sqrt() * raw + (1 - a).sqrt() * x
+    assert torch.allclose(adapter.predict_noise(x, t, cond), expected, atol=1e-6)
+    result = unlearn_unet(adapter, CONCEPTS, short_config(steps_per_concept=2), data=data[0], retain=data[1])
+    assert all(torch.isfinite(d).all() for d in result.deltas.values())
+
+
+def test_bad_inputs_are_rejected(adapter):
+    with pytest.raises(ConceptSetError, match="empty"):
+        unlearn_unet(adapter, ConceptSet([]), short_config())
+    with pytest.raises(ConceptSetError, match="itself as superclass"):
+        unlearn_unet(adapter, ConceptSet([Concept("star", "star")]), short_config())
+    with pytest.raises(ValueError, match="steps_per_concept"):
+        unlearn_unet(adapter, CONCEPTS, short_config(steps_per_concept=0))
+    with pytest.raises(ValueError, match="unknown target"):
+        unlearn_unet(adapter, CONCEPTS, short_config(target="everything"))
+    with pytest.raises(ValueError, match="density"):
+        unlearn_unet(adapter, CONCEPTS, short_config(mask=MaskConfig(density=0)))
+    with pytest.raises(ConceptSetError, match="latents have shape"):
+        bad = Concept("star", "symbol", latents=torch.zeros(2, 4, 8, 8))
+        unlearn_unet(adapter, ConceptSet([bad]), short_config())
+
+
+def test_user_images_and_latents_are_used(adapter, tmp_path):
+    from PIL import Image
+
+    from unlearn_core.toyworld.render import render_batch, sample_scenes
+
+    renders = render_batch(sample_scenes(3, seed=1, object="star"))
+    Image.fromarray(renders[0]).resize((64, 64)).save(tmp_path / "big.png")
+    concept = Concept("star", "symbol", templates=["a {}"], images=[str(tmp_path / "big.png"), renders[1], renders[2]],
+                      superclass_latents=torch.zeros(2, *adapter.latent_shape))
+    d = prepare_concept_data(adapter, concept, n_images=99, seed=0, steps=2)
+    assert d.latents.shape == (3, *adapter.latent_shape)  # the 3 given images, nothing generated
+    assert d.superclass_latents.shape == (2, *adapter.latent_shape)
+    assert any("resized 64x64 to 32x32" in n for n in d.notes)
+    expected = adapter.encode_images(torch.from_numpy(renders[1:]).permute(0, 3, 1, 2).float() / 255)
+    assert torch.allclose(d.latents[1:], expected, atol=1e-5)
