@@ -100,6 +100,19 @@ def cmd_bench_unet(args) -> int:
     return 0
 
 
+def cmd_bench_text_encoder(args) -> int:
+    from .benchmarks.text_encoder import TextEncoderBenchConfig, markdown_table, run_text_encoder_benchmark, write_results
+    from .toyworld.assets import load_toy_classifier, load_toy_pipeline
+
+    cfg = TextEncoderBenchConfig(seed=args.seed, quick=args.quick)
+    result = run_text_encoder_benchmark(cfg, load_toy_pipeline(), load_toy_classifier(), log=print)
+    md = Path(args.output).with_suffix(".md")
+    write_results(result, args.output, md, _command_line())
+    print(markdown_table(result))
+    print(f"wrote {args.output} and {md}")
+    return 0
+
+
 def cmd_evaluate(args) -> int:
     from .evaluation import SamplingConfig, evaluate, toy_prompt_sets
     from .toyworld.assets import load_toy_classifier, load_toy_pipeline
@@ -138,11 +151,68 @@ def _unet_config_from_args(args):
     return cfg
 
 
+def _attach_images(concept_set, folder: str | None):
+    """--images DIR: all images for a one-concept set, or one sub-folder per concept name."""
+    if not folder:
+        return
+    root = Path(folder)
+    if not root.is_dir():
+        raise ValueError(f"--images {folder}: not a folder")
+    exts = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
+
+    def images_in(d: Path):
+        return sorted(str(p) for p in d.iterdir() if p.suffix.lower() in exts)
+
+    subdirs = {d.name: d for d in root.iterdir() if d.is_dir()}
+    for c in concept_set.concepts:
+        if c.name in subdirs:
+            c.images = images_in(subdirs[c.name])
+        elif len(concept_set.concepts) == 1:
+            c.images = images_in(root)
+        else:
+            raise ValueError(f"--images {folder}: with several concepts, put each concept's images in a sub-folder "
+                             f"named after it (missing: {c.name}/)")
+        if not c.images:
+            raise ValueError(f"--images {folder}: no images (png/jpg/webp/bmp) found for concept {c.name!r}")
+
+
+def cmd_forget_text_encoder(args, concept_set) -> int:
+    from .adapters.clip_text_adapter import ClipTextAdapter
+    from .adapters.diffusers_adapter import DiffusersAdapter
+    from .forget import write_text_encoder_folder
+    from .text_encoder_unlearning import TextEncoderForgetConfig, forget_text_encoder
+    from .toyworld.assets import load_toy_pipeline
+
+    out = Path(args.output)
+    if out.exists() and not args.overwrite:
+        raise FileExistsError(f"output folder {out} already exists; choose another or pass --overwrite")
+    _attach_images(concept_set, args.images)
+    concept_set.validate()
+    pipe = load_toy_pipeline(args.model)
+    cfg = TextEncoderForgetConfig(num_layers=args.te_layers, lora_rank=args.lora_rank, lora_alpha=float(args.lora_rank),
+                                  clip_skip=args.clip_skip, seed=args.seed,
+                                  **({"steps": args.steps} if args.steps_given else {}))
+    bar = _StepBar("forgetting")
+    result = forget_text_encoder(ClipTextAdapter(pipe.tokenizer, pipe.text_encoder, clip_skip=args.clip_skip),
+                                 DiffusersAdapter(pipe), concept_set, cfg, progress=bar)
+    bar.close()
+    write_text_encoder_folder(pipe, result, out, overwrite=args.overwrite)
+    for note in result.notes:
+        print(f"note: {note}")
+    print(f"erased {', '.join(c['name'] for c in result.concepts)} from the text encoder in {result.seconds:.0f}s "
+          f"({result.seconds_per_concept:.1f}s per concept); wrote {out}")
+    return 0
+
+
 def cmd_forget(args) -> int:
     from .concept_set import ConceptSet
     from .forget import forget
 
-    concept_set = ConceptSet.load(args.concepts)
+    concept_set = ConceptSet.load(args.concepts, check_files=not args.images)
+    if args.method == "text-encoder":
+        return cmd_forget_text_encoder(args, concept_set)
+    if args.images:
+        _attach_images(concept_set, args.images)
     cfg = _unet_config_from_args(args)
     bar = _StepBar("unlearning")
     result = forget(args.model, concept_set, cfg, args.output, lora_rank=args.lora_rank,
@@ -196,7 +266,12 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--concepts", required=True, help="concept-set file (.json, .yaml or .csv)")
     f.add_argument("--output", required=True, help="output folder (must not exist unless --overwrite)")
     f.add_argument("--method", default="dynamic-mask",
-                   choices=["dynamic-mask", "paper-code", "salun", "finetune", "esd-x", "esd-u"])
+                   choices=["dynamic-mask", "paper-code", "salun", "finetune", "esd-x", "esd-u", "text-encoder"],
+                   help="UNet methods, or text-encoder (few-shot TI + LoRA on the final text-encoder layers)")
+    f.add_argument("--images", default=None,
+                   help="folder of example images: for one concept, or one sub-folder per concept name")
+    f.add_argument("--te-layers", type=int, default=2, help="text-encoder method: final layers that get the LoRA")
+    f.add_argument("--clip-skip", type=int, default=0, help="text-encoder method: 0 = last layer conditions the UNet")
     f.add_argument("--mode", default="sequential", choices=["sequential", "simultaneous"])
     f.add_argument("--target", default="cross_attention",
                    help="layers to edit: cross_attention, attention, all_linear_conv, non_cross_attention or regex:<pattern>")
@@ -250,13 +325,20 @@ def build_parser() -> argparse.ArgumentParser:
     bu.add_argument("--quick", action="store_true", help="tiny budgets: a smoke test of the benchmark, not results")
     bu.add_argument("--output", default="bench/results/unet.json")
     bu.set_defaults(func=cmd_bench_unet)
+    bt = bsub.add_parser("text-encoder", help="few-shot text-encoder forgetting vs negated TI (writes bench/results/text_encoder.json)")
+    bt.add_argument("--seed", type=int, default=0)
+    bt.add_argument("--quick", action="store_true", help="tiny budgets: a smoke test of the benchmark, not results")
+    bt.add_argument("--output", default="bench/results/text_encoder.json")
+    bt.set_defaults(func=cmd_bench_text_encoder)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    args.target_given = "--target" in (argv if argv is not None else sys.argv)
+    raw = argv if argv is not None else sys.argv
+    args.target_given = "--target" in raw
+    args.steps_given = "--steps" in raw
     _set_threads(args.threads)
     try:
         return args.func(args)

@@ -52,6 +52,43 @@ def write_unlearned_folder(pipe, result: UnlearnResult, output_dir: str | Path, 
     return output_dir
 
 
+def write_text_encoder_folder(pipe, result, output_dir: str | Path, overwrite: bool = False) -> Path:
+    """Output folder of a text-encoder run:
+        text_encoder_lora.safetensors        diffusers keys (pipe.load_lora_weights)
+        text_encoder_lora_comfy.safetensors  kohya keys (ComfyUI's LoraLoader)
+        peft/                                a peft adapter folder for the text encoder
+        learned_tokens.safetensors           the textual-inversion embeddings learned in stage 1
+        model/                               the merged diffusers model
+        report.json"""
+    from safetensors.torch import save_file
+
+    from .text_encoder_unlearning import merge_text_encoder_deltas
+    from .weights_io import save_text_encoder_lora, save_text_encoder_lora_peft
+
+    output_dir = Path(output_dir)
+    if output_dir.exists() and not overwrite:
+        raise FileExistsError(f"output folder {output_dir} already exists; choose another or pass --overwrite")
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", suffix=".partial", dir=output_dir.parent))
+    try:
+        meta = result.metadata()
+        save_text_encoder_lora(result.lora, tmp / "text_encoder_lora.safetensors", meta, fmt="diffusers")
+        save_text_encoder_lora(result.lora, tmp / "text_encoder_lora_comfy.safetensors", meta, fmt="comfy")
+        save_text_encoder_lora_peft(result.lora, tmp / "peft", meta)
+        save_file({k: v.contiguous() for k, v in result.tokens.items()}, str(tmp / "learned_tokens.safetensors"))
+        merge_text_encoder_deltas(pipe, result.deltas()).save_pretrained(str(tmp / "model"), safe_serialization=True)
+        report = {**meta, "seconds": result.seconds, "seconds_per_concept": result.seconds_per_concept,
+                  "notes": result.notes, "stats": result.stats}
+        (tmp / "report.json").write_text(json.dumps(report, indent=2))
+        if output_dir.exists():
+            shutil.rmtree(output_dir)
+        tmp.rename(output_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return output_dir
+
+
 def forget(model_dir: str | Path | None, concept_set: ConceptSet, config: UnetUnlearnConfig, output_dir: str | Path,
            lora_rank: int = 8, save_merged: bool = True, overwrite: bool = False, progress=None,
            should_cancel=None) -> UnlearnResult:

@@ -119,3 +119,63 @@ def save_lora(deltas: dict[str, torch.Tensor], path: str | Path, rank: int, meta
     atomic_save_safetensors(tensors, path, {METADATA_KEY: {**metadata, "format": "lora", "rank": rank,
                                                            "mean_relative_error": mean_err}}, overwrite)
     return errors
+
+
+# ---- text-encoder LoRA -------------------------------------------------------------------------
+def _standard_te_name(module: str) -> str:
+    """transformers 5 names CLIPTextModel modules without the 'text_model.' level that SD files use."""
+    return module if module.startswith("text_model.") else f"text_model.{module}"
+
+
+def save_text_encoder_lora(lora: dict[str, tuple[torch.Tensor, torch.Tensor]], path: str | Path, metadata: dict,
+                           fmt: str = "diffusers", overwrite: bool = False) -> Path:
+    """One safetensors file with the encoder LoRA (the scale is folded into B, so alpha = rank).
+
+    fmt='diffusers': 'text_encoder.text_model.<module>.lora_A/lora_B.weight' (pipe.load_lora_weights);
+    fmt='comfy': kohya names 'lora_te_text_model_<module>.lora_down/lora_up.weight' + '.alpha',
+    which ComfyUI's LoraLoader (and most SD tools) read for the SD1.x text encoder."""
+    tensors: dict[str, torch.Tensor] = {}
+    for module, (a, b) in lora.items():
+        std = _standard_te_name(module)
+        if fmt == "diffusers":
+            tensors[f"text_encoder.{std}.lora_A.weight"] = a
+            tensors[f"text_encoder.{std}.lora_B.weight"] = b
+        elif fmt == "comfy":
+            key = "lora_te_" + std.replace(".", "_")
+            tensors[f"{key}.lora_down.weight"] = a
+            tensors[f"{key}.lora_up.weight"] = b
+            tensors[f"{key}.alpha"] = torch.tensor(float(a.shape[0]))
+        else:
+            raise ValueError(f"unknown LoRA format {fmt!r}; use 'diffusers' or 'comfy'")
+    return atomic_save_safetensors(tensors, path, {METADATA_KEY: {**metadata, "format": f"text_encoder_lora_{fmt}"}},
+                                   overwrite)
+
+
+def save_text_encoder_lora_peft(lora: dict[str, tuple[torch.Tensor, torch.Tensor]], folder: str | Path,
+                                metadata: dict, overwrite: bool = False) -> Path:
+    """A peft adapter folder (adapter_config.json + adapter_model.safetensors) for the encoder as
+    loaded here: `PeftModel.from_pretrained(text_encoder, folder)` applies it."""
+    from peft import LoraConfig
+
+    folder = Path(folder)
+    if folder.exists() and not overwrite:
+        raise FileExistsError(f"{folder} already exists; choose another name or pass overwrite=True")
+    rank = next(iter(lora.values()))[0].shape[0]
+    tmp = folder.with_name(f".{folder.name}.partial")
+    import shutil
+
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        LoraConfig(r=rank, lora_alpha=rank, target_modules=sorted(lora), lora_dropout=0.0).save_pretrained(str(tmp))
+        tensors = {}
+        for module, (a, b) in lora.items():
+            tensors[f"base_model.model.{module}.lora_A.weight"] = a
+            tensors[f"base_model.model.{module}.lora_B.weight"] = b
+        atomic_save_safetensors(tensors, tmp / "adapter_model.safetensors", {METADATA_KEY: {**metadata, "format": "peft"}})
+        if folder.exists():
+            shutil.rmtree(folder)
+        tmp.rename(folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder

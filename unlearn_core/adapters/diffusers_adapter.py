@@ -62,18 +62,21 @@ class DiffusersAdapter:
 
     # ---- sampling and images -------------------------------------------------------------------
     @torch.no_grad()
-    def sample_latents(self, prompts, seeds, negative_prompt=None, weights=None, steps=20, guidance_scale=5.0):
+    def sample_latents(self, prompts, seeds, negative_prompt=None, weights=None, steps=20, guidance_scale=5.0,
+                       prompt_embeds: torch.Tensor | None = None):
         """Classifier-free-guided sampling with the pipeline's own scheduler type.
 
         Sample i starts from torch.randn((1, *latent_shape), generator=seed_i), exactly as
-        StableDiffusionPipeline does with a list of generators, so the images match."""
+        StableDiffusionPipeline does with a list of generators, so the images match.
+        `prompt_embeds` (one row per seed) replaces the encoding of `prompts`, e.g. for prompts
+        with a learned token or an edited text encoder."""
         sched = type(self.pipe.scheduler).from_config(self.pipe.scheduler.config)
         sched.set_timesteps(steps, device=self.device)
         x = torch.cat([torch.randn((1, *self.latent_shape), generator=torch.Generator().manual_seed(int(s)),
                                    dtype=self.dtype) for s in seeds]).to(self.device)
         x = x * sched.init_noise_sigma
-        cond = self.encode_prompts(prompts)
-        uncond = self.encode_prompts([negative_prompt or ""] * len(prompts))
+        cond = prompt_embeds.to(self.device, self.dtype) if prompt_embeds is not None else self.encode_prompts(prompts)
+        uncond = self.encode_prompts([negative_prompt or ""] * len(seeds))
         context = torch.cat([uncond, cond])
         for t in sched.timesteps:
             xin = sched.scale_model_input(torch.cat([x, x]), t)

@@ -25,7 +25,7 @@ def load_toy_pipeline(path: str | Path | None = None, dtype=None):
 
     model_dir = _require(Path(path) if path else TOY_MODEL_DIR)
     pipe = StableDiffusionPipeline.from_pretrained(
-        str(model_dir), torch_dtype=dtype or torch.float32, local_files_only=True,
+        str(model_dir), dtype=dtype or torch.float32, local_files_only=True,
         safety_checker=None, feature_extractor=None, requires_safety_checker=False,
     )
     pipe.set_progress_bar_config(disable=True)

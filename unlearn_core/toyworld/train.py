@@ -178,3 +178,18 @@ def save_pipeline(path: Path, vae, text_encoder, tokenizer, unet) -> None:
         requires_safety_checker=False,
     )
     pipe.save_pretrained(str(path), safe_serialization=True)
+    standardise_text_encoder_keys(Path(path) / "text_encoder" / "model.safetensors")
+
+
+def standardise_text_encoder_keys(file: Path) -> None:
+    """Write the text encoder with the usual 'text_model.' key prefix.
+
+    transformers 5 saves CLIPTextModel without it; transformers 4 (and most other loaders of SD
+    text encoders) need it, and transformers 5 reads both."""
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(file))
+    if all(k.startswith("text_model.") for k in state):
+        return
+    save_file({k if k.startswith("text_model.") else f"text_model.{k}": v for k, v in state.items()}, str(file),
+              metadata={"format": "pt"})

@@ -1,0 +1,127 @@
+import copy
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from unlearn_core.adapters.clip_text_adapter import ClipTextAdapter
+from unlearn_core.concept_set import Concept, ConceptSet, ConceptSetError
+from unlearn_core.text_encoder_unlearning import (TextEncoderForgetConfig, forget_text_encoder,
+                                                  merge_text_encoder_deltas)
+from unlearn_core.toyworld.render import render_batch, sample_scenes
+from unlearn_core.unet_unlearning import UnlearnCancelled, weights_hash
+from unlearn_core.weights_io import read_metadata, save_text_encoder_lora, save_text_encoder_lora_peft
+
+SHORT = dict(ti_steps=3, steps=4, batch_size=2)
+
+
+@pytest.fixture(scope="module")
+def text(toy_pipe):
+    return ClipTextAdapter(toy_pipe.tokenizer, toy_pipe.text_encoder)
+
+
+def star_set(n=5):
+    return ConceptSet([Concept("star", "symbol", templates=["a {}", "a photo of a {}"],
+                               images=list(render_batch(sample_scenes(n, seed=1, object="star"))))],
+                      ["a circle", "a square"])
+
+
+def test_only_the_final_layers_get_the_lora_and_the_base_is_untouched(text, adapter):
+    before = weights_hash(text.weights())
+    result = forget_text_encoder(text, adapter, star_set(), TextEncoderForgetConfig(num_layers=2, **SHORT))
+    assert weights_hash(text.weights()) == before
+    layers = {int(m.split("layers.")[1].split(".")[0]) for m in result.lora}
+    assert layers == {text.num_layers - 2, text.num_layers - 1}
+    assert any(float(b.abs().sum()) > 0 for _, b in result.lora.values())
+    assert set(result.tokens) == {"star"}
+
+
+def test_clip_skip_moves_the_final_layers(toy_pipe, adapter):
+    skipped = ClipTextAdapter(toy_pipe.tokenizer, toy_pipe.text_encoder, clip_skip=1)
+    assert skipped.used_layer == skipped.num_layers - 2
+    names = skipped.final_layer_names(1)
+    assert names and all(f"layers.{skipped.num_layers - 2}." in n for n in names)
+    # the encoding with clip skip is the penultimate layer's output through the final layer norm
+    ids = skipped.tokenize(["a star"])
+    out = toy_pipe.text_encoder(ids, output_hidden_states=True)
+    expected = toy_pipe.text_encoder.final_layer_norm(out.hidden_states[-2])
+    assert torch.allclose(skipped.encode(["a star"]), expected, atol=1e-6)
+    with pytest.raises(ValueError, match="num_layers"):
+        skipped.final_layer_names(skipped.num_layers)
+
+
+def test_same_seed_same_lora(text, adapter):
+    a = forget_text_encoder(text, adapter, star_set(), TextEncoderForgetConfig(**SHORT))
+    b = forget_text_encoder(text, adapter, star_set(), TextEncoderForgetConfig(**SHORT))
+    for m in a.lora:
+        assert torch.equal(a.lora[m][0], b.lora[m][0]) and torch.equal(a.lora[m][1], b.lora[m][1])
+    assert torch.equal(a.tokens["star"], b.tokens["star"])
+
+
+def test_saved_lora_reproduces_the_merged_encoder(toy_pipe, text, adapter, tmp_path):
+    result = forget_text_encoder(text, adapter, star_set(), TextEncoderForgetConfig(**SHORT))
+    merged = merge_text_encoder_deltas(toy_pipe, result.deltas())
+    ids = text.tokenize(["a star", "a circle in dotted style"])
+    with torch.no_grad():
+        want = merged.text_encoder(ids).last_hidden_state
+        base = toy_pipe.text_encoder(ids).last_hidden_state
+    assert (want - base).abs().max() > 1e-4
+    # diffusers format
+    save_text_encoder_lora(result.lora, tmp_path / "te.safetensors", result.metadata())
+    pipe = copy.copy(toy_pipe)
+    pipe.register_modules(text_encoder=copy.deepcopy(toy_pipe.text_encoder))
+    pipe.load_lora_weights(str(tmp_path), weight_name="te.safetensors")
+    with torch.no_grad():
+        got = pipe.text_encoder(ids).last_hidden_state
+    assert torch.allclose(got, want, atol=1e-5)
+    # peft format
+    from peft import PeftModel
+
+    save_text_encoder_lora_peft(result.lora, tmp_path / "peft", result.metadata())
+    peft_te = PeftModel.from_pretrained(copy.deepcopy(toy_pipe.text_encoder), str(tmp_path / "peft"))
+    with torch.no_grad():
+        got = peft_te(input_ids=ids).last_hidden_state
+    assert torch.allclose(got, want, atol=1e-5)
+    # ComfyUI (kohya) keys: lora_down = A, lora_up = B, alpha = rank (scale folded into B)
+    save_text_encoder_lora(result.lora, tmp_path / "comfy.safetensors", result.metadata(), fmt="comfy")
+    from safetensors.torch import load_file
+
+    sd = load_file(str(tmp_path / "comfy.safetensors"))
+    module = next(iter(result.lora))
+    key = "lora_te_text_model_" + module.replace(".", "_")
+    assert torch.equal(sd[f"{key}.lora_down.weight"], result.lora[module][0])
+    assert float(sd[f"{key}.alpha"]) == result.lora[module][0].shape[0]
+    assert read_metadata(tmp_path / "comfy.safetensors")["concepts"] == [{"name": "star", "superclass": "symbol"}]
+
+
+def test_bad_inputs(text, adapter, tmp_path):
+    with pytest.raises(ConceptSetError, match="needs 4-5 example images"):
+        forget_text_encoder(text, adapter, ConceptSet([Concept("star", "symbol")]), TextEncoderForgetConfig(**SHORT))
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    with pytest.raises(ConceptSetError, match="not a readable image"):
+        forget_text_encoder(text, adapter, ConceptSet([Concept("star", "symbol", images=[str(bad)])]),
+                            TextEncoderForgetConfig(**SHORT))
+    with pytest.raises(ConceptSetError, match="H x W x 3"):
+        forget_text_encoder(text, adapter, ConceptSet([Concept("star", "symbol", images=[np.zeros((32, 32), np.uint8)])]),
+                            TextEncoderForgetConfig(**SHORT))
+    with pytest.raises(ValueError, match="nothing would be forgotten"):
+        forget_text_encoder(text, adapter, star_set(), TextEncoderForgetConfig(forget_weight=0, ti_weight=0, **SHORT))
+    # RGBA images of another size are converted, with a note
+    paths = []
+    for i, img in enumerate(render_batch(sample_scenes(3, seed=2, object="star"))):
+        p = tmp_path / f"s{i}.png"
+        Image.fromarray(img).convert("RGBA").resize((64, 64)).save(p)
+        paths.append(str(p))
+    result = forget_text_encoder(text, adapter, ConceptSet([Concept("star", "symbol", images=paths)]),
+                                 TextEncoderForgetConfig(**SHORT))
+    assert any("RGBA to RGB" in n for n in result.notes)
+    assert any("only 3 image(s)" in n for n in result.notes)
+
+
+def test_cancel(text, adapter):
+    before = weights_hash(text.weights())
+    with pytest.raises(UnlearnCancelled):
+        forget_text_encoder(text, adapter, star_set(), TextEncoderForgetConfig(**SHORT), should_cancel=lambda: True)
+    assert weights_hash(text.weights()) == before

@@ -1,0 +1,173 @@
+"""`concept-unlearn bench text-encoder`: few-shot text-encoder forgetting vs the negated-TI baseline.
+
+Each concept gets 5 rendered images (the few shots). For every run we report the residual
+accuracy (fraction of images still showing the concept) with the concept's words, with held-out
+paraphrases, and with a learned token (a textual-inversion recovery attack run against the
+unlearned encoder with the same 5 images), the accuracy on retained objects, the toy FID on
+retained objects, and the wall time per concept.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..adapters.clip_text_adapter import PLACEHOLDER, ClipTextAdapter
+from ..adapters.diffusers_adapter import DiffusersAdapter
+from ..concept_set import Concept, ConceptSet
+from ..evaluation import PromptSet, SamplingConfig, concept_hits, evaluate
+from ..text_encoder_unlearning import (NegatedTIConfig, TextEncoderForgetConfig, forget_text_encoder, learn_token,
+                                       merge_text_encoder_deltas, negated_ti_forget, TOKEN_TEMPLATES)
+from ..toyworld import captions
+from ..toyworld.classifier import predict
+from ..toyworld.concepts import OBJECT_BY_NAME, OBJECT_NAMES, STYLES
+from ..toyworld.render import render_batch, sample_scenes
+
+SINGLE_OBJECTS = ("star", "circle", "triangle", "bolt")
+STYLE = ("striped", "solid")
+MULTI = ("star", "circle", "bolt")
+RETAINED = ("hexagon", "semicircle", "cross", "arrow", "zigzag", "hourglass")
+
+
+@dataclass
+class TextEncoderBenchConfig:
+    shots: int = 5
+    method: TextEncoderForgetConfig = field(default_factory=TextEncoderForgetConfig)
+    baseline: NegatedTIConfig = field(default_factory=lambda: NegatedTIConfig(steps=100, lr=1e-4))
+    attack_steps: int = 150
+    eval_images_per_prompt: int = 16
+    paraphrase_images_per_prompt: int = 2
+    seed: int = 0
+    quick: bool = False
+
+
+def _concept(name: str, shots: int, seed: int) -> Concept:
+    if name in STYLES:
+        objects = [o for o in OBJECT_NAMES]
+        scenes = sample_scenes(shots, seed=seed, style=name)
+        return Concept(name, STYLE[1], templates=[captions.styled_prompt(o, "{}") for o in objects],
+                       images=list(render_batch(scenes)))
+    obj = OBJECT_BY_NAME[name]
+    templates = ["a {}", "a photo of a {}", "a drawing of a {}", "a picture of a {}", "{}"]
+    return Concept(name, obj.superclass, templates=templates, text=obj.words[0],
+                   images=list(render_batch(sample_scenes(shots, seed=seed, object=name))))
+
+
+def _word_prompts(name: str) -> list[str]:
+    if name in STYLES:
+        return [captions.styled_prompt(o, name) for o in OBJECT_NAMES]
+    return [captions.object_prompt(name)]
+
+
+def _paraphrases(name: str) -> list[str]:
+    if name in STYLES:
+        return captions.style_paraphrases(name, list(OBJECT_NAMES[::2]))
+    return captions.held_out_paraphrases(name)
+
+
+def _score(pipe, classifier, name: str, prompts: list[str], per_prompt: int, seed: int) -> float:
+    result, _ = evaluate(pipe, classifier, [PromptSet(name, prompts, erased=True)],
+                         SamplingConfig(images_per_prompt=per_prompt, seed=seed))
+    return result.concept_accuracy[name]
+
+
+def learned_token_attack(pipe, classifier, concept: Concept, cfg: TextEncoderBenchConfig, seed: int) -> float:
+    """Learn a token from the concept's images against `pipe` (as the attacker would) and generate
+    with it; returns the fraction of images that show the concept."""
+    ua = DiffusersAdapter(pipe)
+    ta = ClipTextAdapter(pipe.tokenizer, pipe.text_encoder)
+    images = torch.from_numpy(np.stack(concept.images)).permute(0, 3, 1, 2).float() / 255.0
+    latents = ua.encode_images(images)
+    gen = torch.Generator().manual_seed(seed)
+    v, _ = learn_token(ta, ua, latents, cfg.attack_steps, cfg.method.ti_lr, gen, init_text=None)
+    n = cfg.eval_images_per_prompt
+    prompts = [TOKEN_TEMPLATES[i % len(TOKEN_TEMPLATES)].format(PLACEHOLDER) for i in range(n)]
+    with torch.no_grad():
+        cond = ta.encode(prompts, token_vectors=v.expand(n, -1))
+        lat = ua.sample_latents(prompts, [seed + i for i in range(n)], prompt_embeds=cond)
+        imgs = (ua.decode_latents(lat).permute(0, 2, 3, 1).numpy() * 255 + 0.5).astype(np.uint8)
+    return float(concept_hits(predict(classifier, imgs), concept.name).mean())
+
+
+def _measure(pipe, classifier, concepts: list[Concept], cfg: TextEncoderBenchConfig, seed: int = 4321) -> dict:
+    words = {c.name: _score(pipe, classifier, c.name, _word_prompts(c.name),
+                            cfg.eval_images_per_prompt if c.name not in STYLES else 2, seed) for c in concepts}
+    para = {c.name: _score(pipe, classifier, c.name, _paraphrases(c.name), cfg.paraphrase_images_per_prompt, seed)
+            for c in concepts}
+    token = {c.name: learned_token_attack(pipe, classifier, c, cfg, seed) for c in concepts}
+    retained, _ = evaluate(pipe, classifier, [PromptSet(o, [captions.object_prompt(o)]) for o in RETAINED],
+                           SamplingConfig(images_per_prompt=cfg.eval_images_per_prompt, seed=seed))
+    return {"words": words, "paraphrase": para, "learned_token": token,
+            "retained_accuracy": retained.retained_accuracy, "toy_fid": retained.toy_fid}
+
+
+def run_text_encoder_benchmark(cfg: TextEncoderBenchConfig, pipe, classifier, log=print) -> dict:
+    if cfg.quick:
+        cfg.method.ti_steps, cfg.method.steps, cfg.baseline.steps, cfg.attack_steps = 3, 3, 3, 3
+        cfg.eval_images_per_prompt, cfg.paraphrase_images_per_prompt = 2, 1
+    ua = DiffusersAdapter(pipe)
+    ta = ClipTextAdapter(pipe.tokenizer, pipe.text_encoder, clip_skip=cfg.method.clip_skip)
+    retain_prompts = [captions.object_prompt(o) for o in RETAINED]
+    scenarios = [(f"single_{n}", [n]) for n in SINGLE_OBJECTS] + [("style", [STYLE[0]]), ("three", list(MULTI))]
+    all_names = list(dict.fromkeys(n for _, names in scenarios for n in names))
+    concepts = {n: _concept(n, cfg.shots, seed=cfg.seed * 100 + 31 * i) for i, n in enumerate(all_names)}
+
+    base = _measure(pipe, classifier, list(concepts.values()), cfg)
+    log(f"base: retained {base['retained_accuracy']:.3f} FID {base['toy_fid']:.2f}")
+    rows = []
+    for scenario, names in scenarios:
+        cs = ConceptSet([concepts[n] for n in names], retain_prompts)
+        for method in ("few_shot_lora", "negated_ti"):
+            if method == "few_shot_lora":
+                result = forget_text_encoder(ta, ua, cs, cfg.method)
+                deltas, secs = result.deltas(), result.seconds_per_concept
+            else:
+                deltas, secs = negated_ti_forget(ta, ua, cs, cfg.baseline)
+            merged = merge_text_encoder_deltas(pipe, deltas)
+            m = _measure(merged, classifier, [concepts[n] for n in names], cfg)
+            row = {
+                "method": method, "scenario": scenario, "erased": names,
+                "residual_accuracy_words": float(np.mean([m["words"][n] for n in names])),
+                "residual_accuracy_paraphrase": float(np.mean([m["paraphrase"][n] for n in names])),
+                "residual_accuracy_learned_token": float(np.mean([m["learned_token"][n] for n in names])),
+                "base_accuracy_words": float(np.mean([base["words"][n] for n in names])),
+                "base_accuracy_paraphrase": float(np.mean([base["paraphrase"][n] for n in names])),
+                "base_accuracy_learned_token": float(np.mean([base["learned_token"][n] for n in names])),
+                "retained_accuracy": m["retained_accuracy"], "base_retained_accuracy": base["retained_accuracy"],
+                "toy_fid": m["toy_fid"], "base_toy_fid": base["toy_fid"], "seconds_per_concept": secs,
+                "per_concept": {n: {k: m[k][n] for k in ("words", "paraphrase", "learned_token")} for n in names},
+            }
+            rows.append(row)
+            log(f"{method:>13} {scenario:>15}: words {row['residual_accuracy_words']:.3f} paraphrase "
+                f"{row['residual_accuracy_paraphrase']:.3f} token {row['residual_accuracy_learned_token']:.3f} "
+                f"retained {row['retained_accuracy']:.3f} (base {row['base_retained_accuracy']:.3f}) "
+                f"FID {row['toy_fid']:.2f} {secs:.1f}s/concept")
+    return {"rows": rows, "settings": asdict(cfg), "retained_objects": list(RETAINED),
+            "torch_threads": torch.get_num_threads()}
+
+
+def markdown_table(result: dict) -> str:
+    lines = ["| method | scenario | residual: words | residual: held-out paraphrases | residual: learned token "
+             "| retained acc. (base) | toy FID (base) | s / concept |", "|---|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        lines.append(
+            f"| {r['method']} | {r['scenario']} | {r['residual_accuracy_words']:.3f} ({r['base_accuracy_words']:.2f}) "
+            f"| {r['residual_accuracy_paraphrase']:.3f} ({r['base_accuracy_paraphrase']:.2f}) "
+            f"| {r['residual_accuracy_learned_token']:.3f} ({r['base_accuracy_learned_token']:.2f}) "
+            f"| {r['retained_accuracy']:.3f} ({r['base_retained_accuracy']:.3f}) | {r['toy_fid']:.2f} "
+            f"({r['base_toy_fid']:.2f}) | {r['seconds_per_concept']:.1f} |")
+    lines.append("")
+    lines.append("Residual columns show the base model's value in parentheses.")
+    return "\n".join(lines) + "\n"
+
+
+def write_results(result: dict, json_path: str | Path, md_path: str | Path, command: str) -> None:
+    json_path, md_path = Path(json_path), Path(md_path)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps({"command": command, **result}, indent=2))
+    md_path.write_text(f"Command: `{command}`\n\n" + markdown_table(result))
