@@ -102,3 +102,14 @@ def test_load_image_converts_safely_and_refuses_the_rest(tmp_path):
         load_image(np.zeros((32, 32), np.uint8), 32)
     with pytest.raises(ConceptSetError, match="uint8 or floats"):
         load_image(np.full((32, 32, 3), 7, np.int64), 32)
+
+
+def test_shipped_examples_load():
+    from pathlib import Path
+
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    files = sorted(examples.glob("toy_*.*"))
+    assert len(files) >= 3
+    for f in files:
+        cs = ConceptSet.load(f)
+        assert cs.names and all(c.prompts for c in cs.concepts)

@@ -131,16 +131,26 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+# Defaults of `forget`: the paper's settings for SD-size models; on the embedded toy model
+# (no --model), the settings the toy benchmark uses. Explicit flags override either.
+SD_PRESET = {"steps": 500, "batch_size": 2, "lr": 3e-6, "images_per_concept": 100, "warmup": 50, "update_interval": 100}
+TOY_PRESET = {"steps": 150, "batch_size": 4, "lr": 1e-3, "images_per_concept": 32, "warmup": 20, "update_interval": 25}
+
+
 def _unet_config_from_args(args):
     from .losses import ConceptAwareLossConfig
     from .masks import MaskConfig
     from .methods import method_config
     from .unet_unlearning import UnetUnlearnConfig
 
+    preset = dict(TOY_PRESET if args.model is None else SD_PRESET)
+    for key in preset:
+        if getattr(args, key) is not None:
+            preset[key] = getattr(args, key)
     base = UnetUnlearnConfig(
-        target=args.target, mode=args.mode, steps_per_concept=args.steps, batch_size=args.batch_size, lr=args.lr,
-        images_per_concept=args.images_per_concept, seed=args.seed,
-        mask=MaskConfig(density=args.density, warmup_steps=args.warmup, update_interval=args.update_interval,
+        target=args.target, mode=args.mode, steps_per_concept=preset["steps"], batch_size=preset["batch_size"],
+        lr=preset["lr"], images_per_concept=preset["images_per_concept"], seed=args.seed,
+        mask=MaskConfig(density=args.density, warmup_steps=preset["warmup"], update_interval=preset["update_interval"],
                         turnover=args.turnover),
         loss=ConceptAwareLossConfig(alignment_weight=args.alignment_weight,
                                     distillation_weight=args.distillation_weight),
@@ -191,7 +201,7 @@ def cmd_forget_text_encoder(args, concept_set) -> int:
     pipe = load_toy_pipeline(args.model)
     cfg = TextEncoderForgetConfig(num_layers=args.te_layers, lora_rank=args.lora_rank, lora_alpha=float(args.lora_rank),
                                   clip_skip=args.clip_skip, seed=args.seed,
-                                  **({"steps": args.steps} if args.steps_given else {}))
+                                  **({"steps": args.steps} if args.steps is not None else {}))
     bar = _StepBar("forgetting")
     result = forget_text_encoder(ClipTextAdapter(pipe.tokenizer, pipe.text_encoder, clip_skip=args.clip_skip),
                                  DiffusersAdapter(pipe), concept_set, cfg, progress=bar)
@@ -275,13 +285,17 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--mode", default="sequential", choices=["sequential", "simultaneous"])
     f.add_argument("--target", default="cross_attention",
                    help="layers to edit: cross_attention, attention, all_linear_conv, non_cross_attention or regex:<pattern>")
-    f.add_argument("--steps", type=int, default=500, help="training steps per concept (default: %(default)s)")
-    f.add_argument("--batch-size", type=int, default=2)
-    f.add_argument("--lr", type=float, default=3e-6, help="learning rate (default %(default)s, the paper's for SD 1.4)")
-    f.add_argument("--images-per-concept", type=int, default=100, help="images the model generates per concept")
+    f.add_argument("--steps", type=int, default=None,
+                   help="training steps per concept (default: 500 with --model, 150 on the toy model)")
+    f.add_argument("--batch-size", type=int, default=None, help="default: 2 with --model, 4 on the toy model")
+    f.add_argument("--lr", type=float, default=None,
+                   help="learning rate (default: 3e-6, the paper's for SD 1.4, with --model; 1e-3 on the toy model)")
+    f.add_argument("--images-per-concept", type=int, default=None,
+                   help="images the model generates per concept (default: 100 with --model, 32 on the toy model)")
     f.add_argument("--density", type=float, default=0.5, help="fraction of each matrix the mask trains")
-    f.add_argument("--warmup", type=int, default=50, help="mask warm-up steps")
-    f.add_argument("--update-interval", type=int, default=100, help="steps between mask prune-and-regrow")
+    f.add_argument("--warmup", type=int, default=None, help="mask warm-up steps (default: 50 with --model, 20 on the toy model)")
+    f.add_argument("--update-interval", type=int, default=None,
+                   help="steps between mask prune-and-regrow (default: 100 with --model, 25 on the toy model)")
     f.add_argument("--turnover", type=float, default=0.2, help="initial fraction of the mask swapped per update")
     f.add_argument("--alignment-weight", type=float, default=0.25)
     f.add_argument("--distillation-weight", type=float, default=1.0)
@@ -338,7 +352,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     raw = argv if argv is not None else sys.argv
     args.target_given = "--target" in raw
-    args.steps_given = "--steps" in raw
     _set_threads(args.threads)
     try:
         return args.func(args)
