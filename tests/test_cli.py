@@ -1,13 +1,9 @@
 import json
-import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-import pytest
 
 from unlearn_core.concept_set import Concept, ConceptSet
 from unlearn_core.weights_io import read_metadata

@@ -7,7 +7,7 @@ from PIL import Image
 from unlearn_core.evaluation import (PromptSet, SamplingConfig, concept_hits, evaluate, frechet_distance,
                                      generate, reference_images, superclass_coherence, toy_prompt_sets)
 from unlearn_core.toyworld.classifier import held_out_accuracy, predict
-from unlearn_core.toyworld.concepts import OBJECT_NAMES, STYLES
+from unlearn_core.toyworld.concepts import OBJECT_NAMES
 
 
 def test_frechet_distance_on_known_gaussians():

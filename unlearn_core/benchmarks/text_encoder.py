@@ -10,21 +10,20 @@ retained objects, and the wall time per concept.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..adapters.clip_text_adapter import PLACEHOLDER, ClipTextAdapter
+from ..adapters.clip_text_adapter import ClipTextAdapter
+from ..attacks import AttackConfig, learned_token_attack, paraphrase_prompts
 from ..adapters.diffusers_adapter import DiffusersAdapter
 from ..concept_set import Concept, ConceptSet
-from ..evaluation import PromptSet, SamplingConfig, concept_hits, evaluate
-from ..text_encoder_unlearning import (NegatedTIConfig, TextEncoderForgetConfig, forget_text_encoder, learn_token,
-                                       merge_text_encoder_deltas, negated_ti_forget, TOKEN_TEMPLATES)
+from ..evaluation import PromptSet, SamplingConfig, evaluate
+from ..text_encoder_unlearning import (NegatedTIConfig, TextEncoderForgetConfig, forget_text_encoder,
+                                       merge_text_encoder_deltas, negated_ti_forget)
 from ..toyworld import captions
-from ..toyworld.classifier import predict
 from ..toyworld.concepts import OBJECT_BY_NAME, OBJECT_NAMES, STYLES
 from ..toyworld.render import render_batch, sample_scenes
 
@@ -64,42 +63,20 @@ def _word_prompts(name: str) -> list[str]:
     return [captions.object_prompt(name)]
 
 
-def _paraphrases(name: str) -> list[str]:
-    if name in STYLES:
-        return captions.style_paraphrases(name, list(OBJECT_NAMES[::2]))
-    return captions.held_out_paraphrases(name)
-
-
 def _score(pipe, classifier, name: str, prompts: list[str], per_prompt: int, seed: int) -> float:
     result, _ = evaluate(pipe, classifier, [PromptSet(name, prompts, erased=True)],
                          SamplingConfig(images_per_prompt=per_prompt, seed=seed))
     return result.concept_accuracy[name]
 
 
-def learned_token_attack(pipe, classifier, concept: Concept, cfg: TextEncoderBenchConfig, seed: int) -> float:
-    """Learn a token from the concept's images against `pipe` (as the attacker would) and generate
-    with it; returns the fraction of images that show the concept."""
-    ua = DiffusersAdapter(pipe)
-    ta = ClipTextAdapter(pipe.tokenizer, pipe.text_encoder)
-    images = torch.from_numpy(np.stack(concept.images)).permute(0, 3, 1, 2).float() / 255.0
-    latents = ua.encode_images(images)
-    gen = torch.Generator().manual_seed(seed)
-    v, _ = learn_token(ta, ua, latents, cfg.attack_steps, cfg.method.ti_lr, gen, init_text=None)
-    n = cfg.eval_images_per_prompt
-    prompts = [TOKEN_TEMPLATES[i % len(TOKEN_TEMPLATES)].format(PLACEHOLDER) for i in range(n)]
-    with torch.no_grad():
-        cond = ta.encode(prompts, token_vectors=v.expand(n, -1))
-        lat = ua.sample_latents(prompts, [seed + i for i in range(n)], prompt_embeds=cond)
-        imgs = (ua.decode_latents(lat).permute(0, 2, 3, 1).numpy() * 255 + 0.5).astype(np.uint8)
-    return float(concept_hits(predict(classifier, imgs), concept.name).mean())
-
-
 def _measure(pipe, classifier, concepts: list[Concept], cfg: TextEncoderBenchConfig, seed: int = 4321) -> dict:
     words = {c.name: _score(pipe, classifier, c.name, _word_prompts(c.name),
                             cfg.eval_images_per_prompt if c.name not in STYLES else 2, seed) for c in concepts}
-    para = {c.name: _score(pipe, classifier, c.name, _paraphrases(c.name), cfg.paraphrase_images_per_prompt, seed)
+    para = {c.name: _score(pipe, classifier, c.name, paraphrase_prompts(c.name), cfg.paraphrase_images_per_prompt, seed)
             for c in concepts}
-    token = {c.name: learned_token_attack(pipe, classifier, c, cfg, seed) for c in concepts}
+    attack = AttackConfig(images=cfg.eval_images_per_prompt, token_steps=cfg.attack_steps, token_lr=cfg.method.ti_lr,
+                          seed=seed)
+    token = {c.name: learned_token_attack(pipe, classifier, c.name, c.images, attack) for c in concepts}
     retained, _ = evaluate(pipe, classifier, [PromptSet(o, [captions.object_prompt(o)]) for o in RETAINED],
                            SamplingConfig(images_per_prompt=cfg.eval_images_per_prompt, seed=seed))
     return {"words": words, "paraphrase": para, "learned_token": token,

@@ -52,7 +52,6 @@ CAPTION_DROPOUT = 0.1
 
 def _fill(template: str, thing: str, colour: str | None = None, style: str | None = None) -> str:
     colour_phrase = f"{colour} {thing}" if colour else thing
-    style_phrase = f"{style} {thing}" if style else thing
     return template.format(
         a=article(thing), thing=thing, colour=colour, style=style,
         ca=article(colour_phrase) if colour else "", sa=article(style) if style else "",
