@@ -100,3 +100,22 @@ def test_bench_base_writes_the_result_file(tmp_path):
                 "classifier_style_accuracy", "toy_fid", "images_per_prompt", "command"):
         assert key in res
     assert len(res["object_accuracy"]) == 16 and res["command"].startswith("concept-unlearn bench base")
+
+
+def test_toy_train_quick_builds_a_loadable_model(tmp_path):
+    """The reproduction command end to end, with tiny budgets (the weights are useless)."""
+    out = tmp_path / "toy"
+    r = run("--threads", "2", "toy-train", "--quick", "--output", str(out), timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    report = json.loads((out / "toy_train_report.json").read_text())
+    for key in ("classifier_s", "vae_s", "unet_s", "unet_restart_s", "total_s"):
+        assert key in report["timings"]
+    from unlearn_core.toyworld.assets import load_toy_classifier, load_toy_pipeline
+
+    pipe = load_toy_pipeline(out / "toy_sd")
+    assert pipe.unet.config.sample_size * 2 == 32
+    load_toy_classifier(out / "classifier.safetensors")
+    from safetensors import safe_open
+
+    with safe_open(str(out / "toy_sd" / "text_encoder" / "model.safetensors"), "pt") as f:
+        assert all(k.startswith("text_model.") for k in f.keys())

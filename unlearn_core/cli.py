@@ -42,12 +42,13 @@ def _set_threads(n: int | None) -> None:
 
 
 def cmd_toy_train(args) -> int:
-    from .toyworld.train import ToyTrainConfig, train_toy_world
+    from .toyworld.train import ToyTrainConfig, resume_restart_phase, train_toy_world
 
     cfg = ToyTrainConfig(output_dir=args.output, seed=args.seed)
     if args.quick:
         cfg.n_images, cfg.classifier_steps, cfg.vae_steps, cfg.unet_steps, cfg.warmup_steps = 2000, 30, 30, 30, 5
-    report = train_toy_world(cfg)
+        cfg.unet_restart_steps = 10
+    report = resume_restart_phase(cfg) if args.resume_phase2 else train_toy_world(cfg)
     if args.install:
         import shutil
 
@@ -309,6 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--install", action="store_true", help="also replace the package's embedded weights with the new ones")
     t.add_argument("--quick", action="store_true", help="a few steps of each stage only (smoke test, useless weights)")
+    t.add_argument("--resume-phase2", action="store_true",
+                   help="run only the second UNet phase from OUTPUT/toy_sd_phase1 of an earlier, interrupted run")
     t.set_defaults(func=cmd_toy_train)
 
     e = sub.add_parser("evaluate", help="score a model on toy-world concepts")

@@ -35,6 +35,9 @@ class ToyTrainConfig:
     vae_steps: int = 700
     vae_batch: int = 32
     unet_steps: int = 3400
+    # phase 2: warm restart of the learning rate from phase 1's EMA weights
+    unet_restart_steps: int = 2400
+    restart_lr: float = 3e-4
     unet_batch: int = 64
     lr: float = 6e-4
     warmup_steps: int = 200
@@ -113,27 +116,91 @@ def train_toy_world(cfg: ToyTrainConfig, log=print) -> dict:
     tokenizer = build_tokenizer(all_caption_words(), out / "tokenizer")
     text_encoder = build_text_encoder(model_cfg, len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id)
     unet = build_unet(model_cfg, vae_scale=2 ** (len(model_cfg.vae_channels) - 1))
+    data = _Data(scenes, means, stds, scaling)
+    t0 = time.time()
+    ema_te, ema_unet = _train_denoiser(
+        text_encoder, unet, tokenizer, data, cfg, steps=cfg.unet_steps, lr=cfg.lr, seed=cfg.seed + 2, log=log,
+        checkpoint=lambda te, un: save_pipeline(out / "checkpoint", vae, te, tokenizer, un))
+    timings["unet_s"] = time.time() - t0
+    save_pipeline(out / "toy_sd_phase1", vae, ema_te, tokenizer, ema_unet)
+    t0 = time.time()
+    ema_te, ema_unet = _restart_phase(vae, ema_te, ema_unet, tokenizer, data, cfg, out, log)
+    timings["unet_restart_s"] = time.time() - t0
+
+    save_pipeline(out / "toy_sd", vae, ema_te, tokenizer, ema_unet)
+    timings["total_s"] = time.time() - t_start
+    report = {"config": asdict(cfg), "timings": timings, "classifier_held_out_accuracy": cls_acc}
+    (out / "toy_train_report.json").write_text(json.dumps(report, indent=2))
+    log(f"toy-train finished in {timings['total_s'] / 60:.1f} min")
+    return report
+
+
+@dataclass
+class _Data:
+    scenes: list
+    means: torch.Tensor
+    stds: torch.Tensor
+    scaling: float
+
+
+def _restart_phase(vae, ema_te, ema_unet, tokenizer, data: _Data, cfg: ToyTrainConfig, out: Path, log):
+    """Phase 2: a warm restart of the learning rate (SGDR-style), starting from phase 1's EMA."""
+    if cfg.unet_restart_steps <= 0:
+        return ema_te, ema_unet
+    return _train_denoiser(
+        copy.deepcopy(ema_te), copy.deepcopy(ema_unet), tokenizer, data, cfg, steps=cfg.unet_restart_steps,
+        lr=cfg.restart_lr, seed=cfg.seed + 12, log=log,
+        checkpoint=lambda te, un: save_pipeline(out / "checkpoint", vae, te, tokenizer, un))
+
+
+def resume_restart_phase(cfg: ToyTrainConfig, log=print) -> dict:
+    """Run phase 2 from a finished phase 1 in cfg.output_dir/toy_sd_phase1 (same result as the
+    uninterrupted command: the data are re-rendered from the same seed and re-encoded)."""
+    from diffusers import StableDiffusionPipeline
+
+    out = Path(cfg.output_dir)
+    t0 = time.time()
+    pipe = StableDiffusionPipeline.from_pretrained(str(out / "toy_sd_phase1"), safety_checker=None,
+                                                   requires_safety_checker=False)
+    scenes = sample_scenes(cfg.n_images, seed=cfg.seed)
+    means, stds = _encode(pipe.vae, to_tensor(render_batch(scenes)))
+    data = _Data(scenes, means, stds, float(pipe.vae.config.scaling_factor))
+    ema_te, ema_unet = _restart_phase(pipe.vae, pipe.text_encoder, pipe.unet, pipe.tokenizer, data, cfg, out, log)
+    save_pipeline(out / "toy_sd", pipe.vae, ema_te, pipe.tokenizer, ema_unet)
+    report_path = out / "toy_train_report.json"
+    report = json.loads(report_path.read_text()) if report_path.exists() else {"timings": {}}
+    report["config"] = asdict(cfg)
+    report["timings"]["unet_restart_s"] = time.time() - t0
+    report["timings"]["total_s"] = sum(v for k, v in report["timings"].items() if k.endswith("_s") and k != "total_s")
+    report_path.write_text(json.dumps(report, indent=2))
+    return report
+
+
+def _train_denoiser(text_encoder, unet, tokenizer, data: _Data, cfg: ToyTrainConfig, steps: int, lr: float,
+                    seed: int, log, checkpoint=None):
+    """Train text encoder + UNet jointly on random captions; returns their EMA copies."""
     noise_sched = build_train_scheduler()
     ema_te, ema_unet = copy.deepcopy(text_encoder), copy.deepcopy(unet)
     params = list(text_encoder.parameters()) + list(unet.parameters())
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-2)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-2)
 
     def lr_at(step: int) -> float:
         if step < cfg.warmup_steps:
             return (step + 1) / cfg.warmup_steps
-        p = (step - cfg.warmup_steps) / max(1, cfg.unet_steps - cfg.warmup_steps)
+        p = (step - cfg.warmup_steps) / max(1, steps - cfg.warmup_steps)
         return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     alphas_cumprod = noise_sched.alphas_cumprod
     snr = alphas_cumprod / (1 - alphas_cumprod)
-    gen = torch.Generator().manual_seed(cfg.seed + 2)
-    rng = np.random.default_rng(cfg.seed + 3)
+    gen = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed + 1)
+    means, stds, scenes, scaling = data.means, data.stds, data.scenes, data.scaling
     t0 = time.time()
     unet.train()
     text_encoder.train()
-    for step in range(cfg.unet_steps):
-        idx = torch.randint(0, cfg.n_images, (cfg.unet_batch,), generator=gen)
+    for step in range(steps):
+        idx = torch.randint(0, len(scenes), (cfg.unet_batch,), generator=gen)
         latents = (means[idx] + stds[idx] * torch.randn(means[idx].shape, generator=gen)) * scaling
         captions = [training_caption(scenes[i], rng) for i in idx.tolist()]
         ids = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length,
@@ -154,19 +221,14 @@ def train_toy_world(cfg: ToyTrainConfig, log=print) -> dict:
         decay = min(cfg.ema_decay, (1 + step) / (10 + step))
         _ema_update(ema_unet, unet, decay)
         _ema_update(ema_te, text_encoder, decay)
-        if step % 100 == 0 or step == cfg.unet_steps - 1:
-            log(f"unet step {step}/{cfg.unet_steps} loss {loss.item():.4f} lr {sched.get_last_lr()[0]:.2e} "
+        if step % 100 == 0 or step == steps - 1:
+            log(f"unet step {step}/{steps} loss {loss.item():.4f} lr {sched.get_last_lr()[0]:.2e} "
                 f"({time.time() - t0:.0f}s)")
-        if (step + 1) % 1000 == 0 and step + 1 < cfg.unet_steps:
-            save_pipeline(out / "checkpoint", vae, ema_te, tokenizer, ema_unet)
-    timings["unet_s"] = time.time() - t0
-
-    save_pipeline(out / "toy_sd", vae, ema_te, tokenizer, ema_unet)
-    timings["total_s"] = time.time() - t_start
-    report = {"config": asdict(cfg), "timings": timings, "classifier_held_out_accuracy": cls_acc}
-    (out / "toy_train_report.json").write_text(json.dumps(report, indent=2))
-    log(f"toy-train finished in {timings['total_s'] / 60:.1f} min")
-    return report
+        if checkpoint is not None and (step + 1) % 1000 == 0 and step + 1 < steps:
+            checkpoint(ema_te, ema_unet)
+    ema_te.eval()
+    ema_unet.eval()
+    return ema_te, ema_unet
 
 
 def save_pipeline(path: Path, vae, text_encoder, tokenizer, unet) -> None:
