@@ -32,6 +32,7 @@ class ToyTrainConfig:
     seed: int = 0
     n_images: int = 40000
     classifier_steps: int = 2000
+    classifier_images: int = 40000
     vae_steps: int = 700
     vae_batch: int = 32
     unet_steps: int = 3400
@@ -91,7 +92,8 @@ def train_toy_world(cfg: ToyTrainConfig, log=print) -> dict:
     timings: dict[str, float] = {}
 
     t0 = time.time()
-    classifier = train_classifier(steps=cfg.classifier_steps, seed=cfg.seed + 100, log=log)
+    classifier = train_classifier(steps=cfg.classifier_steps, n_images=cfg.classifier_images, seed=cfg.seed + 100,
+                                  log=log)
     cls_acc = held_out_accuracy(classifier)
     log(f"classifier held-out accuracy {cls_acc}")
     save_classifier(classifier, out / "classifier.safetensors", {"held_out_accuracy": cls_acc})
