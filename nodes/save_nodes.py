@@ -44,7 +44,9 @@ def patch_file_tensors(model_deltas: dict[str, torch.Tensor], clip_deltas: dict[
         if fmt == "diff" or delta.ndim < 2:
             tensors[f"{base}.diff"] = delta.float().contiguous()
             continue
-        lora, err = extract_lora({key: delta}, rank)
+        # a delta of lower rank (e.g. a rank-4 text-encoder LoRA) is stored exactly at its own rank
+        numerical = int(torch.linalg.matrix_rank(delta.float().reshape(delta.shape[0], -1)))
+        lora, err = extract_lora({key: delta}, max(1, min(rank, numerical)))
         a = lora[f"unet.{base}.lora_A.weight"]
         b = lora[f"unet.{base}.lora_B.weight"]
         tensors[f"{base}.lora_down.weight"] = a.contiguous()
