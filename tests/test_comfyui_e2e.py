@@ -372,3 +372,87 @@ def test_adapter_equivalence_with_diffusers(scratch):
     assert r["none_delta_relative_error"] < 1e-3
     assert r["dynamic_delta_relative_error"] < 1e-2
     assert r["dynamic_entries_off"] < 1e-4 * r["dynamic_entries"]
+
+
+# ---- shipped workflows ---------------------------------------------------------------------------
+WORKFLOW_DIR = REPO / "workflows"
+WORKFLOW_ORDER = ["erase_one_concept_compare", "erase_several_save_checkpoint", "few_shot_text_encoder_lora",
+                  "apply_saved_lora"]  # apply_saved_lora loads the LoRA that few_shot_text_encoder_lora saves
+
+
+def _shrink(api: dict) -> dict:
+    """The workflow with CPU-test-sized settings and this test's files (structure unchanged)."""
+    api = json.loads(json.dumps(api))
+    images = iter(f"concept_{i}.png" for i in range(4))
+    for node in api.values():
+        inputs, kind = node["inputs"], node["class_type"]
+        if kind == "CheckpointLoaderSimple":
+            inputs["ckpt_name"] = CKPT
+        elif kind == "LoadImage":
+            inputs["image"] = next(images)
+        elif kind == "EmptyLatentImage":
+            inputs.update(width=64, height=64, batch_size=1)
+        elif kind == "KSampler":
+            inputs["steps"] = 2
+        elif kind == "DynamicMaskUnlearn":
+            inputs.update({k: v for k, v in UNLEARN_SETTINGS.items() if k not in ("target", "mode")})
+        elif kind == "FewShotTextEncoderForget":
+            inputs.update(FEWSHOT_SETTINGS)
+    return api
+
+
+def test_workflow_files_match_object_info(server):
+    from workflow_format import ui_to_api
+
+    info = server.object_info()
+    for name in WORKFLOW_ORDER:
+        api = json.loads((WORKFLOW_DIR / f"{name}.api.json").read_text())
+        ui = json.loads((WORKFLOW_DIR / f"{name}.json").read_text())
+        for nid, node in api.items():
+            assert node["class_type"] in info, f"{name}: node type {node['class_type']} does not exist"
+            spec = info[node["class_type"]]["input"]
+            known = {**spec.get("required", {}), **spec.get("optional", {})}
+            for inp in node["inputs"]:
+                assert inp in known, f"{name}: {node['class_type']} has no input {inp!r}"
+            missing = set(spec.get("required", {})) - set(node["inputs"])
+            assert not missing, f"{name}: node {nid} lacks required inputs {missing}"
+        assert ui_to_api(ui, info) == api, f"{name}: UI and API formats are out of sync"
+
+
+def test_every_workflow_runs(server, scratch):
+    for name in WORKFLOW_ORDER:
+        api = _shrink(json.loads((WORKFLOW_DIR / f"{name}.api.json").read_text()))
+        t0 = time.time()
+        _ok(server.run(api))
+        print(f"workflow {name}: ran in {time.time() - t0:.1f} s (CPU, shrunk settings)")
+    assert list((scratch / "output" / "checkpoints" / "unlearned").glob("sd15_three_concepts_*.safetensors"))
+    assert list((scratch / "output" / "loras" / "unlearned").glob("forget_my_character_*.safetensors"))
+
+
+def test_workflows_load_in_the_real_frontend(server):
+    """ComfyUI's own web frontend (headless Chromium) loads every UI-format workflow and converts
+    it (app.graphToPrompt, what the Queue button sends) into exactly the API-format twin.
+    Needs Chromium (CHROMIUM, default /usr/bin/chromium) and playwright in COMFYUI_PYTHON."""
+    chromium = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+    if not Path(chromium).is_file():
+        pytest.skip(f"no Chromium at {chromium} (set CHROMIUM) for the frontend check")
+    probe = subprocess.run([COMFYUI_PYTHON, "-c", "import playwright"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("playwright is not installed in COMFYUI_PYTHON (pip install playwright; no browser download "
+                    "needed, it drives the system Chromium)")
+    proc = subprocess.run(["nice", "-n", "19", COMFYUI_PYTHON, str(HELPERS / "frontend_roundtrip.py"), server.url,
+                           str(WORKFLOW_DIR), chromium], capture_output=True, text=True, timeout=300, env=_env())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT "))[len("RESULT "):])
+    info = server.object_info()
+    for name in WORKFLOW_ORDER:
+        assert result[name]["ok"], f"{name}: the frontend failed to load it: {result[name].get('errors')}"
+        expected = json.loads((WORKFLOW_DIR / f"{name}.api.json").read_text())
+        got = {}
+        for nid, node in result[name]["api"].items():
+            spec = info[node["class_type"]]["input"]
+            known = {**spec.get("required", {}), **spec.get("optional", {})}
+            # the frontend adds its own display-only widgets (e.g. PreviewAny's 'preview'); the server ignores them
+            got[nid] = {"class_type": node["class_type"],
+                        "inputs": {k: v for k, v in node["inputs"].items() if k in known}}
+        assert got == expected, f"{name}: the frontend's API graph differs from {name}.api.json"
