@@ -14,46 +14,13 @@ import comfy.sd
 import folder_paths
 
 from ..unlearn_core import __version__
-from ..unlearn_core.weights_io import METADATA_KEY, atomic_save_safetensors, extract_lora
-from .comfy_bridge import _outside, effective_deltas
+from ..unlearn_core.weights_io import METADATA_KEY, atomic_save_safetensors
+from .comfy_bridge import effective_deltas
 from .comfy_types import CATEGORY, history_of
+from .patch_files import patch_file_tensors
 from .reporting import redact_history
 
 FORMATS = ["checkpoint", "lora", "diff"]
-
-
-def patch_file_tensors(model_deltas: dict[str, torch.Tensor], clip_deltas: dict[str, torch.Tensor], fmt: str,
-                       rank: int) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
-    """Tensors of a LoRA/diff file with the key names ComfyUI's LoraLoader reads.
-
-    UNet keys 'diffusion_model.<name>' and CLIP keys 'text_encoders.<clip patcher key>' (the generic
-    format of comfy.lora's key maps). LoRA: '<base>.lora_up.weight', '<base>.lora_down.weight' and
-    '<base>.alpha' (= rank, so the scale is 1). Diff: '<base>.diff' (exact). 1-D tensors are always
-    exact diffs ('.diff', or '.diff_b' for biases)."""
-    named = {k: v for k, v in model_deltas.items()}
-    named.update({f"text_encoders.{k}": v for k, v in clip_deltas.items()})
-    tensors: dict[str, torch.Tensor] = {}
-    errors: dict[str, float] = {}
-    for key, delta in named.items():
-        if key.endswith(".bias"):
-            tensors[key[: -len(".bias")] + ".diff_b"] = delta.float().contiguous()
-            continue
-        if not key.endswith(".weight"):
-            continue
-        base = key[: -len(".weight")]
-        if fmt == "diff" or delta.ndim < 2:
-            tensors[f"{base}.diff"] = delta.float().contiguous()
-            continue
-        # a delta of lower rank (e.g. a rank-4 text-encoder LoRA) is stored exactly at its own rank
-        numerical = int(torch.linalg.matrix_rank(delta.float().reshape(delta.shape[0], -1)))
-        lora, err = extract_lora({key: delta}, max(1, min(rank, numerical)))
-        a = lora[f"unet.{base}.lora_A.weight"]
-        b = lora[f"unet.{base}.lora_B.weight"]
-        tensors[f"{base}.lora_down.weight"] = a.contiguous()
-        tensors[f"{base}.lora_up.weight"] = b.contiguous()
-        tensors[f"{base}.alpha"] = torch.tensor(float(a.shape[0]))
-        errors[key] = err[key]
-    return tensors, errors
 
 
 def _unique_path(prefix: str, folder: str) -> tuple[str, str]:

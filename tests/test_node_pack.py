@@ -81,3 +81,46 @@ def test_plot_stats_draws_an_image():
     assert img.shape == (400, 640, 3) and img.dtype == np.uint8
     assert (img < 250).any()  # something was drawn
     assert rep.plot_stats([]).shape == (400, 640, 3)
+
+
+def _patch_files():
+    spec = importlib.util.spec_from_file_location("patch_files_under_test", REPO / "nodes" / "patch_files.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_low_rank_is_exact_for_low_rank_deltas_and_truncates_others():
+    import torch
+
+    pf = _patch_files()
+    gen = torch.Generator().manual_seed(0)
+    rank4 = torch.randn(64, 4, generator=gen) @ torch.randn(4, 48, generator=gen)
+    down, up, err = pf.low_rank(rank4, 16)
+    assert down.shape == (4, 48) and up.shape == (64, 4)  # numerical rank, not the requested 16
+    assert err < 1e-5 and torch.allclose(up @ down, rank4, atol=1e-4)
+    full = torch.randn(32, 24, generator=gen)
+    down, up, err = pf.low_rank(full, 8)
+    assert down.shape == (8, 24) and 0.1 < err < 1.0
+    conv = torch.randn(8, 4, 3, 3, generator=gen)
+    down, up, err = pf.low_rank(conv, 64)
+    assert down.shape == (8, 4, 3, 3) and up.shape == (8, 8, 1, 1) and err < 1e-5
+
+
+def test_patch_file_keys_follow_comfyui_lora_names():
+    import torch
+
+    pf = _patch_files()
+    unet = {"diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight": torch.ones(4, 6),
+            "diffusion_model.out.2.bias": torch.ones(4)}
+    clip = {"clip_l.transformer.text_model.encoder.layers.11.mlp.fc1.weight": torch.ones(8, 4)}
+    tensors, errors = pf.patch_file_tensors(unet, clip, "lora", 16)
+    base = "diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k"
+    te = "text_encoders.clip_l.transformer.text_model.encoder.layers.11.mlp.fc1"
+    assert set(tensors) == {f"{base}.lora_up.weight", f"{base}.lora_down.weight", f"{base}.alpha",
+                            f"{te}.lora_up.weight", f"{te}.lora_down.weight", f"{te}.alpha",
+                            "diffusion_model.out.2.diff_b"}
+    assert float(tensors[f"{base}.alpha"]) == tensors[f"{base}.lora_down.weight"].shape[0] == 1
+    assert torch.allclose(tensors[f"{base}.lora_up.weight"] @ tensors[f"{base}.lora_down.weight"], torch.ones(4, 6))
+    tensors, errors = pf.patch_file_tensors(unet, {}, "diff", 16)
+    assert set(tensors) == {f"{base}.diff", "diffusion_model.out.2.diff_b"} and errors == {}

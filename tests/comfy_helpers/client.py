@@ -16,8 +16,9 @@ class PromptRejected(Exception):
 
 
 class ComfyClient:
-    def __init__(self, url: str):
+    def __init__(self, url: str, timeout: float = 1800):
         self.url = url.rstrip("/")
+        self.timeout = timeout
 
     def object_info(self) -> dict:
         return requests.get(f"{self.url}/object_info", timeout=60).json()
@@ -29,8 +30,8 @@ class ComfyClient:
             raise PromptRejected(body)
         return body["prompt_id"]
 
-    def wait(self, prompt_id: str, timeout: float = 600) -> dict:
-        deadline = time.time() + timeout
+    def wait(self, prompt_id: str, timeout: float | None = None) -> dict:
+        deadline = time.time() + (timeout or self.timeout)
         while time.time() < deadline:
             h = requests.get(f"{self.url}/history/{prompt_id}", timeout=60).json()
             if prompt_id in h and h[prompt_id].get("status", {}).get("completed") is not None:
@@ -39,9 +40,9 @@ class ComfyClient:
                 if status.get("status_str") in ("success", "error") or status.get("completed"):
                     return entry
             time.sleep(0.5)
-        raise TimeoutError(f"prompt {prompt_id} did not finish in {timeout} s")
+        raise TimeoutError(f"prompt {prompt_id} did not finish in {timeout or self.timeout} s")
 
-    def run(self, graph: dict, timeout: float = 600) -> dict:
+    def run(self, graph: dict, timeout: float | None = None) -> dict:
         return self.wait(self.queue(graph), timeout)
 
 

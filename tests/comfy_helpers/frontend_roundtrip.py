@@ -6,6 +6,7 @@ JSON line: {workflow: {"ok": bool, "api": <frontend's API graph>, "errors": [...
 """
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from playwright.sync_api import sync_playwright
 
 URL, WF_DIR = sys.argv[1], Path(sys.argv[2])
 CHROMIUM = sys.argv[3] if len(sys.argv) > 3 else "/usr/bin/chromium"
+TIMEOUT_MS = 1000 * int(os.environ.get("E2E_TIMEOUT", "1800"))
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -22,10 +24,11 @@ def main():
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
         page = browser.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
         console = []
         page.on("console", lambda m: console.append(f"{m.type}: {m.text}") if m.type == "error" else None)
-        page.goto(URL, wait_until="domcontentloaded", timeout=120_000)
-        page.wait_for_function("() => window.app && window.app.graph && window.app.graphToPrompt", timeout=120_000)
+        page.goto(URL, wait_until="domcontentloaded", timeout=TIMEOUT_MS)
+        page.wait_for_function("() => window.app && window.app.graph && window.app.graphToPrompt", timeout=TIMEOUT_MS)
         for path in sorted(WF_DIR.glob("*.json")):
             if path.name.endswith(".api.json"):
                 continue
