@@ -98,6 +98,19 @@ def main():
             num = sum(float((grads["comfy"][n] - grads["diffusers"][n]).norm() ** 2) for n in names) ** 0.5
             den = sum(float(grads["diffusers"][n].norm() ** 2) for n in names) ** 0.5
             out["grad_relative_error"] = num / den
+            # v-prediction: the same UNet read as a v model (ModelSamplingDiscrete node vs a
+            # v_prediction scheduler) must give the same eps
+            from comfy_extras.nodes_model_advanced import ModelSamplingDiscrete
+
+            with torch.inference_mode(True):
+                v_model = ModelSamplingDiscrete().patch(model, "v_prediction", False)[0]
+            v_comfy = bridge.ComfyDenoiserAdapter(v_model, clip, vae, resolution=64)
+            out["v_prediction_type"] = v_comfy.prediction_type
+            diff_ad.prediction_type = "v_prediction"
+            ev_c, ev_d = v_comfy.predict_noise(xc, t, cc), diff_ad.predict_noise(xc, t, cc)
+            diff_ad.prediction_type = "epsilon"
+            out["v_eps_max_abs_diff"] = float((ev_c - ev_d).abs().max().detach())
+            out["v_eps_differs_from_eps"] = float((ev_c - ec).abs().max().detach())
             out["same_weight_names"] = sorted(
                 n for n in comfy_ad.module_types() if "attn2" in n)[:1]
 
