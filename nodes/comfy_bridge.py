@@ -1,0 +1,407 @@
+"""The bridge between ComfyUI's MODEL / CLIP / VAE objects and `unlearn_core`.
+
+`ComfyDenoiserAdapter` implements the `DenoiserAdapter` protocol (unlearn_core/protocol.py) for a
+ComfyUI ModelPatcher, so `unlearn_unet(...)` runs through it unchanged, and
+`ComfyClipTextAdapter` gives the few-shot text-encoder method the same differentiable encoder
+interface as `unlearn_core.adapters.clip_text_adapter.ClipTextAdapter`.
+
+Facts about ComfyUI this relies on (DESIGN.md §4):
+- nodes run inside `torch.inference_mode()`: the loaded weights are inference tensors. The
+  adapter copies the denoiser's parameters once into ordinary fp32 tensors (after loading the
+  MODEL with its patches baked in) and runs the UNet with `torch.func.functional_call`, so the
+  gradient path never touches an inference tensor and the shared module is never modified.
+  Everything ComfyUI does that writes to weights (loading, patching) runs back inside
+  inference mode; its outputs are cloned outside it.
+- ComfyUI's schedule is variance-exploding (x = x0 + sigma * eps); the trainers work in the DDPM
+  (variance-preserving) parametrisation with integer timesteps. alpha_bar = 1 / (1 + sigma^2),
+  and the raw UNet sees exactly the VP latent x_t = x / sqrt(1 + sigma^2) with timestep t, so the
+  adapter calls `diffusion_model(x_t, t, context=cond)` directly: output eps (or v).
+- VAE latents are stored raw; `process_latent_in` scales them into the denoiser's space.
+
+This module imports `comfy` and is only imported inside ComfyUI (or scripts that set it up).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from typing import Callable
+
+import torch
+from torch.func import functional_call
+
+import comfy.model_management
+import comfy.model_sampling
+
+from ..unlearn_core.adapters.clip_text_adapter import PLACEHOLDER
+from ..unlearn_core.protocol import eps_from_prediction
+
+
+class BridgeError(ValueError):
+    """A MODEL/CLIP/VAE this bridge cannot train on; the message says why."""
+
+
+@contextlib.contextmanager
+def training_mode():
+    """Leave ComfyUI's inference mode and enable autograd (ordinary tensors from here on)."""
+    with torch.inference_mode(False), torch.enable_grad():
+        yield
+
+
+def _outside(t: torch.Tensor, device=None, dtype=None) -> torch.Tensor:
+    """An ordinary (non-inference) copy of `t`; call outside inference mode."""
+    return t.to(device=device or t.device, dtype=dtype or t.dtype, copy=True)
+
+
+def prediction_type_of(model_sampling) -> str:
+    if not isinstance(model_sampling, comfy.model_sampling.ModelSamplingDiscrete) or \
+            isinstance(model_sampling, (comfy.model_sampling.EDM, comfy.model_sampling.X0)) or \
+            not hasattr(model_sampling, "sigmas"):
+        raise BridgeError(
+            f"this MODEL's sampling ({type(model_sampling).__name__}) is not a discrete-timestep eps or "
+            "v-prediction schedule; the unlearning nodes support Stable Diffusion 1.x/2.x style models")
+    if isinstance(model_sampling, comfy.model_sampling.V_PREDICTION):
+        return "v_prediction"
+    if isinstance(model_sampling, comfy.model_sampling.EPS):
+        return "epsilon"
+    raise BridgeError(f"unsupported prediction type of {type(model_sampling).__name__}")
+
+
+class ComfyDenoiserAdapter:
+    """DenoiserAdapter over a ComfyUI MODEL (ModelPatcher), with a CLIP for prompts and an optional VAE.
+
+    Create it and use it inside `training_mode()`. Weight names are ComfyUI's names inside the
+    diffusion model (`input_blocks.4.1.transformer_blocks.0.attn2.to_k.weight`); the MODEL's
+    state-dict key of a weight is 'diffusion_model.' + name.
+    """
+
+    def __init__(self, model, clip, vae=None, resolution: int = 512, sample_batch: int = 4,
+                 should_cancel: Callable[[], bool] | None = None,
+                 on_sample_step: Callable[[], None] | None = None):
+        if clip is None:
+            raise BridgeError("a CLIP is needed to encode the concept prompts")
+        self.patcher = model.clone()
+        with torch.inference_mode(True):
+            comfy.model_management.load_models_gpu([self.patcher], force_full_load=True)
+        base_model = self.patcher.model
+        self.base_model = base_model
+        self.unet = base_model.diffusion_model
+        if getattr(self.unet, "num_classes", None) is not None:
+            raise BridgeError("this MODEL needs extra (ADM/pooled) conditioning (e.g. SDXL); the unlearning "
+                              "nodes currently support Stable Diffusion 1.x/2.x style models")
+        self.model_sampling = self.patcher.get_model_object("model_sampling")
+        self.prediction_type = prediction_type_of(self.model_sampling)
+        self.device = torch.device(self.patcher.load_device)
+        self.dtype = torch.float32
+        sigmas = self.model_sampling.sigmas.detach().to(torch.float64).cpu()
+        self.num_train_timesteps = int(len(sigmas))
+        self.alphas_cumprod = _outside((1.0 / (1.0 + sigmas ** 2)).float(), self.device)
+        factor = 8
+        if vae is not None and isinstance(getattr(vae, "downscale_ratio", None), int):
+            factor = vae.downscale_ratio
+        if resolution % factor:
+            raise BridgeError(f"resolution {resolution} must be a multiple of {factor}")
+        channels = base_model.latent_format.latent_channels
+        self.latent_shape = (channels, resolution // factor, resolution // factor)
+        self.resolution = resolution
+        self.clip = clip
+        self.vae = vae
+        self.sample_batch = max(1, int(sample_batch))
+        self.should_cancel = should_cancel
+        self.on_sample_step = on_sample_step
+        # Ordinary fp32 copies of every denoiser parameter: the gradient path never sees an
+        # inference tensor, and the shared module's weights are never written.
+        self.params = {n: _outside(p, self.device, torch.float32) for n, p in self.unet.named_parameters()}
+        self.buffers = {n: _outside(b, self.device) for n, b in self.unet.named_buffers()}
+        self._prompt_cache: dict[str, torch.Tensor] = {}
+
+    # ---- conditioning -------------------------------------------------------------------
+    def encode_prompts(self, prompts: list[str]) -> torch.Tensor:
+        """Frozen CLIP conditioning, one [77, D] row per prompt (the first 77-token chunk)."""
+        rows = []
+        for p in prompts:
+            if p not in self._prompt_cache:
+                tokens = self.clip.tokenize(p)
+                tokens = {k: v[:1] for k, v in tokens.items()} if isinstance(tokens, dict) else tokens
+                with torch.inference_mode(True):
+                    cond = self.clip.encode_from_tokens(tokens)
+                self._prompt_cache[p] = _outside(cond, self.device, self.dtype)[0]
+            rows.append(self._prompt_cache[p])
+        return torch.stack(rows)
+
+    # ---- denoiser ---------------------------------------------------------------------------
+    def _raw(self, x_t, t, cond, weights=None):
+        params = self.params if not weights else {**self.params, **weights}
+        return functional_call(self.unet, {**params, **self.buffers}, (x_t.to(self.dtype),),
+                               {"timesteps": t.to(self.device).float(), "context": cond.to(self.dtype),
+                                "transformer_options": {}}, strict=False)
+
+    def predict_noise(self, x_t, t, cond, weights=None):
+        pred = self._raw(x_t, t, cond, weights).float()
+        return eps_from_prediction(pred, x_t, self.alphas_cumprod[t.to(self.device)], self.prediction_type)
+
+    def add_noise(self, x0, noise, t):
+        a = self.alphas_cumprod[t.to(self.device)].to(x0.dtype).view(-1, *([1] * (x0.ndim - 1)))
+        return a.sqrt() * x0 + (1 - a).sqrt() * noise
+
+    def denoiser_weights(self) -> dict[str, torch.Tensor]:
+        return self.params
+
+    def module_types(self) -> dict[str, str]:
+        types = {}
+        for name, module in self.unet.named_modules():
+            if isinstance(module, torch.nn.Linear):
+                types[f"{name}.weight"] = "linear"
+            elif isinstance(module, torch.nn.Conv2d):
+                types[f"{name}.weight"] = "conv"
+        return types
+
+    # ---- sampling and images -------------------------------------------------------------------
+    def ddim_timesteps(self, steps: int) -> list[int]:
+        steps = max(1, min(int(steps), self.num_train_timesteps))
+        return torch.linspace(self.num_train_timesteps - 1, 0, steps).round().long().tolist()
+
+    @torch.no_grad()
+    def sample_latents(self, prompts, seeds, negative_prompt=None, weights=None, steps=20, guidance_scale=5.0,
+                       prompt_embeds: torch.Tensor | None = None):
+        """Deterministic DDIM (eta 0) with classifier-free guidance over the model's own schedule.
+
+        Sample i starts from torch.randn((1, *latent_shape), generator=seed_i). Returns clean
+        latents in the denoiser's space (process_latent_in applied)."""
+        out = []
+        for start in range(0, len(seeds), self.sample_batch):
+            sl = slice(start, start + self.sample_batch)
+            embeds = prompt_embeds[sl] if prompt_embeds is not None else None
+            out.append(self._sample_chunk(list(prompts)[sl], list(seeds)[sl], negative_prompt, weights, steps,
+                                          guidance_scale, embeds))
+        return torch.cat(out)
+
+    def _sample_chunk(self, prompts, seeds, negative_prompt, weights, steps, guidance, embeds):
+        x = torch.cat([torch.randn((1, *self.latent_shape), generator=torch.Generator().manual_seed(int(s)))
+                       for s in seeds]).to(self.device, self.dtype)
+        cond = embeds.to(self.device, self.dtype) if embeds is not None else self.encode_prompts(prompts)
+        uncond = self.encode_prompts([negative_prompt or ""] * len(seeds))
+        context = torch.cat([uncond, cond])
+        ts = self.ddim_timesteps(steps)
+        for i, t in enumerate(ts):
+            if self.should_cancel is not None and self.should_cancel():
+                from ..unlearn_core.unet_unlearning import UnlearnCancelled
+
+                raise UnlearnCancelled("cancelled while generating training images; nothing was changed")
+            tt = torch.full((2 * len(x),), t, device=self.device, dtype=torch.long)
+            eps = self.predict_noise(torch.cat([x, x]), tt, context, weights)
+            e_u, e_c = eps.chunk(2)
+            eps = e_u + guidance * (e_c - e_u)
+            a = self.alphas_cumprod[t]
+            a_prev = self.alphas_cumprod[ts[i + 1]] if i + 1 < len(ts) else torch.ones((), device=self.device)
+            x0 = (x - (1 - a).sqrt() * eps) / a.sqrt()
+            x = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
+            if self.on_sample_step is not None:
+                self.on_sample_step()
+        return x
+
+    @property
+    def image_size(self) -> int:
+        return self.resolution
+
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        """Nx3xHxW images in [0, 1] -> latents in the denoiser's space."""
+        if self.vae is None:
+            raise BridgeError("example images were given but no VAE is connected to encode them")
+        with torch.inference_mode(True):
+            raw = self.vae.encode(images.permute(0, 2, 3, 1).contiguous()[..., :3])
+        return self.latents_from_comfy(_outside(raw))
+
+    def latents_from_comfy(self, samples: torch.Tensor) -> torch.Tensor:
+        """A LATENT's raw samples -> the denoiser's space (process_latent_in)."""
+        samples = _outside(samples, self.device, self.dtype)
+        return self.base_model.process_latent_in(samples)
+
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents in the denoiser's space -> IMAGE [B, H, W, C] in [0, 1]."""
+        if self.vae is None:
+            raise BridgeError("no VAE to decode images with")
+        raw = self.base_model.process_latent_out(latents.detach().float())
+        with torch.inference_mode(True):
+            images = self.vae.decode(raw)
+        return _outside(images).clamp(0, 1)
+
+
+def patched_model(model, deltas: dict[str, torch.Tensor], prefix: str = "diffusion_model."):
+    """A clone of `model` with each delta added as a ("diff", (delta,)) patch; the input is untouched."""
+    m = model.clone()
+    patches = {f"{prefix}{n}": ("diff", (d.detach().to("cpu", torch.float32).contiguous(),)) for n, d in deltas.items()}
+    accepted = set(m.add_patches(patches, 1.0, 1.0))
+    missing = sorted(set(patches) - accepted)
+    if missing:
+        raise BridgeError(f"{len(missing)} delta(s) do not match this model, e.g. {missing[0]!r}")
+    return m
+
+
+def effective_deltas(patcher, prefix: str | None = None) -> dict[str, torch.Tensor]:
+    """Per patched weight key: (weight with this patcher's patches) - (weight without them), fp32 on CPU.
+
+    Works for every patch type ComfyUI knows (diff, LoRA, ...), so a LoRA loaded before an
+    unlearning node ends up in the saved difference too: the difference is always relative to
+    the weights the MODEL/CLIP was loaded with."""
+    import comfy.lora
+
+    out = {}
+    with torch.inference_mode(True):
+        key_patches = patcher.get_key_patches(prefix)
+    for key, entries in key_patches.items():
+        if len(entries) <= 1:
+            continue
+        weight, convert = entries[0]
+        base = _outside(convert(weight), torch.device("cpu"), torch.float32) if convert else \
+            _outside(weight, torch.device("cpu"), torch.float32)
+        new = comfy.lora.calculate_weight(entries[1:], base.clone(), key)
+        delta = (new - base).float()
+        if torch.count_nonzero(delta):
+            out[key] = delta
+    return out
+
+
+# ---- text encoder ------------------------------------------------------------------------------
+_LAYER_LINEAR = re.compile(r"(?:^|\.)encoder\.layers\.(\d+)\.(self_attn\.(?:q|k|v|out)_proj|mlp\.fc[12])$")
+
+
+def _out_of_place_clip_layer_forward(self, x, mask=None, optimized_attention=None):
+    x = x + self.self_attn(self.layer_norm1(x), mask, optimized_attention)
+    x = x + self.mlp(self.layer_norm2(x))
+    return x
+
+
+@contextlib.contextmanager
+def out_of_place_clip_layers(module: torch.nn.Module):
+    """ComfyUI's CLIPLayer adds its residuals in place, which breaks backward: swap in an
+    out-of-place forward on this module's layers (instances only) for the duration."""
+    import comfy.clip_model
+
+    layers = [m for m in module.modules() if isinstance(m, comfy.clip_model.CLIPLayer)]
+    for m in layers:
+        m.forward = _out_of_place_clip_layer_forward.__get__(m)
+    try:
+        yield
+    finally:
+        for m in layers:
+            del m.forward
+
+
+class ComfyClipTextAdapter:
+    """Differentiable prompt encoding through a ComfyUI CLIP (SD1.x 'clip_l' / SD2.x 'clip_h'),
+    with the same interface as unlearn_core's ClipTextAdapter: `encode(prompts, weights,
+    token_vectors)`, `final_layer_names`, `weights()`, `token_embedding`, `word_embedding`.
+
+    Weight names are relative to the encoder (`clip_l`): 'transformer.text_model.encoder.layers.11.mlp.fc1.weight';
+    the CLIP patcher key is '<clip_name>.' + name. Use inside `training_mode()` and
+    `out_of_place_clip_layers(adapter.encoder)`."""
+
+    def __init__(self, clip, device=None):
+        self.clip = clip
+        self.patcher = clip.patcher.clone()
+        with torch.inference_mode(True):
+            comfy.model_management.load_models_gpu([self.patcher], force_full_load=True)
+        cond_model = clip.cond_stage_model
+        names = [n for n in ("clip_l", "clip_h", "clip_g") if hasattr(cond_model, n)]
+        if len(names) != 1:
+            raise BridgeError("few-shot text-encoder forgetting supports CLIPs with one text encoder (SD1.x, SD2.x); "
+                              f"this CLIP has {names or 'none of clip_l/clip_h'}")
+        self.clip_name = names[0]
+        self.encoder = getattr(cond_model, self.clip_name)  # SDClipModel
+        self.device = torch.device(device or self.patcher.load_device)
+        text_model = self.encoder.transformer.text_model
+        self.num_layers = len(text_model.encoder.layers)
+        default_layer, default_idx = self.encoder.options_default[:2]
+        idx = clip.layer_idx if clip.layer_idx is not None else (default_idx if default_layer == "hidden" else None)
+        if idx is None or abs(idx) > self.num_layers:
+            self.used_layer, self.final_norm = self.num_layers - 1, True
+        else:
+            self.used_layer = idx % self.num_layers
+            self.final_norm = self.used_layer == self.num_layers - 1 or bool(self.encoder.layer_norm_hidden_state)
+        self.clip_skip = self.num_layers - 1 - self.used_layer
+        self.params = {n: _outside(p, self.device, torch.float32) for n, p in self.encoder.named_parameters()}
+        self.buffers = {n: _outside(b, self.device) for n, b in self.encoder.named_buffers()}
+        self._embedding_name = next(n for n in self.params if n.endswith("embeddings.token_embedding.weight"))
+        self.token_embedding = _EmbeddingView(self.params[self._embedding_name])
+        self.tokenizer_key = None
+        tokens = clip.tokenize(PLACEHOLDER)
+        self.tokenizer_key = next(iter(tokens)) if isinstance(tokens, dict) else None
+        ids = [t for t, _ in self._first_chunk(tokens)]
+        start, end = ids[0], ids[-1]
+        inner = [t for t in ids[1:] if t != end]
+        if len(inner) != 1:
+            raise BridgeError(f"the placeholder {PLACEHOLDER!r} is not a single token for this tokenizer")
+        self.placeholder_id = inner[0]
+
+    def _first_chunk(self, tokens):
+        chunks = tokens[self.tokenizer_key] if self.tokenizer_key is not None else tokens
+        return chunks[0]
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        return self.params
+
+    def final_layer_names(self, n: int, kinds: tuple[str, ...] = ("self_attn", "mlp")) -> list[str]:
+        if not 1 <= n <= self.used_layer + 1:
+            raise ValueError(f"num_layers must be in [1, {self.used_layer + 1}] for this encoder "
+                             f"(clip_skip={self.clip_skip}), got {n}")
+        first = self.used_layer - n + 1
+        return self._names(lambda i: first <= i <= self.used_layer, kinds)
+
+    def layer_names(self, layers: list[int], kinds: tuple[str, ...]) -> list[str]:
+        return self._names(lambda i: i in layers, kinds)
+
+    def _names(self, pick, kinds):
+        names = []
+        for name, _ in self.encoder.named_modules():
+            m = _LAYER_LINEAR.search(name)
+            if m and pick(int(m.group(1))) and m.group(2).split(".")[0] in kinds:
+                names.append(name)
+        return names
+
+    def tokenize(self, prompts: list[str]) -> torch.Tensor:
+        rows = []
+        for p in prompts:
+            rows.append([int(t) for t, _ in self._first_chunk(self.clip.tokenize(p))])
+        return torch.tensor(rows, device=self.device)
+
+    def encode(self, prompts: list[str], weights: dict[str, torch.Tensor] | None = None,
+               token_vectors: torch.Tensor | None = None) -> torch.Tensor:
+        """Hidden states that condition the UNet (after the final layer norm, clip-skip aware),
+        differentiable in `weights` and `token_vectors` (one vector per prompt, used where the
+        prompt has the placeholder '*')."""
+        ids = self.tokenize(prompts)
+        params = {**self.params, **(weights or {})}
+        text_model = self.encoder.transformer.text_model
+        prefix = "transformer.text_model."
+        sub = {k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)}
+        emb_w = sub["embeddings.token_embedding.weight"]
+        x = torch.nn.functional.embedding(ids, emb_w)
+        if token_vectors is not None:
+            hit = (ids == self.placeholder_id).unsqueeze(-1)
+            x = torch.where(hit, token_vectors.to(x)[:, None, :], x)
+        x = x + sub["embeddings.position_embedding.weight"][: ids.shape[1]].to(x)
+        mask = torch.full((ids.shape[1], ids.shape[1]), -torch.finfo(x.dtype).max, device=x.device).triu_(1)
+        from comfy.ldm.modules.attention import optimized_attention_for_device
+
+        attention = optimized_attention_for_device(x.device, mask=True, small_input=True)
+        for i, layer in enumerate(text_model.encoder.layers[: self.used_layer + 1]):
+            lw = {k[len(f"encoder.layers.{i}."):]: v for k, v in sub.items() if k.startswith(f"encoder.layers.{i}.")}
+            x = functional_call(layer, lw, (x,), {"mask": mask, "optimized_attention": attention}, strict=False)
+        if not self.final_norm:
+            return x
+        lnw = {k[len("final_layer_norm."):]: v for k, v in sub.items() if k.startswith("final_layer_norm.")}
+        return functional_call(text_model.final_layer_norm, lnw, (x,), strict=False)
+
+    def word_embedding(self, text: str) -> torch.Tensor:
+        ids = [t for t in self.tokenize([text])[0].tolist()]
+        start, end = ids[0], ids[-1]
+        inner = [t for t in ids[1:] if t != end] or [end]
+        return self.params[self._embedding_name][torch.tensor(inner, device=self.device)].mean(0).detach().clone()
+
+
+class _EmbeddingView:
+    """What forget_text_encoder reads of `text.token_embedding`: its `.weight`."""
+
+    def __init__(self, weight: torch.Tensor):
+        self.weight = weight

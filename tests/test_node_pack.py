@@ -1,0 +1,126 @@
+"""Fast checks of the node pack that need no ComfyUI: the package imports cleanly outside it,
+the node modules use relative imports only, and the pure helpers (report, plot, metadata) work."""
+
+import ast
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _import_root(name="concept_unlearn_pack_outside"):
+    spec = importlib.util.spec_from_file_location(name, REPO / "__init__.py", submodule_search_locations=[str(REPO)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_root_package_imports_outside_comfyui():
+    if importlib.util.find_spec("comfy_api") is not None:
+        import pytest
+
+        pytest.skip("comfy_api is importable here; this checks the behaviour outside ComfyUI")
+    pack = _import_root()
+    assert pack.NODE_CLASS_MAPPINGS == {} and pack.NODE_DISPLAY_NAME_MAPPINGS == {}
+    assert not hasattr(pack, "comfy_entrypoint")
+
+
+def test_node_modules_use_relative_imports_only():
+    for path in sorted((REPO / "nodes").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module or ""]
+            else:
+                continue
+            for n in names:
+                top = n.split(".")[0]
+                assert top not in ("nodes", "unlearn_core"), f"{path.name}: absolute import of {n!r}"
+
+
+def test_every_node_input_has_a_tooltip_in_source():
+    """Every io.*.Input(...) call in the node modules passes tooltip=."""
+    for path in sorted((REPO / "nodes").glob("*_nodes.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "Input":
+                kws = {k.arg for k in node.keywords}
+                assert "tooltip" in kws, f"{path.name}:{node.lineno} input without tooltip"
+
+
+def _reporting():
+    spec = importlib.util.spec_from_file_location("reporting_under_test", REPO / "nodes" / "reporting.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_redact_history_hashes_names_and_drops_retain_prompts():
+    rep = _reporting()
+    history = [{"concepts": [{"name": "Some Person", "superclass": "person"}], "retain_prompts": ["a cat"]}]
+    out = rep.redact_history(history, True)
+    assert out[0]["concepts"][0]["name"] == rep.hash_name("some person")
+    assert out[0]["concepts"][0]["superclass"] == "person"
+    assert "Some Person" not in json.dumps(out) and "a cat" not in json.dumps(out)
+    assert history[0]["concepts"][0]["name"] == "Some Person"  # input not modified
+    assert rep.redact_history(history, False) is history
+
+
+def test_plot_stats_draws_an_image():
+    rep = _reporting()
+    stats = [{"step": i, "phase": "train", "loss": 1.0 / (i + 1), "concept_loss": 0.5 / (i + 1),
+              "density": 0.5, "turnover": 0.1 if i % 3 == 0 else 0.0} for i in range(20)]
+    img = rep.plot_stats(stats)
+    assert img.shape == (400, 640, 3) and img.dtype == np.uint8
+    assert (img < 250).any()  # something was drawn
+    assert rep.plot_stats([]).shape == (400, 640, 3)
+
+
+def _patch_files():
+    spec = importlib.util.spec_from_file_location("patch_files_under_test", REPO / "nodes" / "patch_files.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_low_rank_is_exact_for_low_rank_deltas_and_truncates_others():
+    import torch
+
+    pf = _patch_files()
+    gen = torch.Generator().manual_seed(0)
+    rank4 = torch.randn(64, 4, generator=gen) @ torch.randn(4, 48, generator=gen)
+    down, up, err = pf.low_rank(rank4, 16)
+    assert down.shape == (4, 48) and up.shape == (64, 4)  # numerical rank, not the requested 16
+    assert err < 1e-5 and torch.allclose(up @ down, rank4, atol=1e-4)
+    full = torch.randn(32, 24, generator=gen)
+    down, up, err = pf.low_rank(full, 8)
+    assert down.shape == (8, 24) and 0.1 < err < 1.0
+    conv = torch.randn(8, 4, 3, 3, generator=gen)
+    down, up, err = pf.low_rank(conv, 64)
+    assert down.shape == (8, 4, 3, 3) and up.shape == (8, 8, 1, 1) and err < 1e-5
+
+
+def test_patch_file_keys_follow_comfyui_lora_names():
+    import torch
+
+    pf = _patch_files()
+    unet = {"diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight": torch.ones(4, 6),
+            "diffusion_model.out.2.bias": torch.ones(4)}
+    clip = {"clip_l.transformer.text_model.encoder.layers.11.mlp.fc1.weight": torch.ones(8, 4)}
+    tensors, errors = pf.patch_file_tensors(unet, clip, "lora", 16)
+    base = "diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k"
+    te = "text_encoders.clip_l.transformer.text_model.encoder.layers.11.mlp.fc1"
+    assert set(tensors) == {f"{base}.lora_up.weight", f"{base}.lora_down.weight", f"{base}.alpha",
+                            f"{te}.lora_up.weight", f"{te}.lora_down.weight", f"{te}.alpha",
+                            "diffusion_model.out.2.diff_b"}
+    assert float(tensors[f"{base}.alpha"]) == tensors[f"{base}.lora_down.weight"].shape[0] == 1
+    assert torch.allclose(tensors[f"{base}.lora_up.weight"] @ tensors[f"{base}.lora_down.weight"], torch.ones(4, 6))
+    tensors, errors = pf.patch_file_tensors(unet, {}, "diff", 16)
+    assert set(tensors) == {f"{base}.diff", "diffusion_model.out.2.diff_b"} and errors == {}
