@@ -406,6 +406,8 @@ def test_adapter_equivalence_with_diffusers(scratch):
     assert r["add_noise_max_abs_diff"] < 1e-5
     assert r["eps_max_abs_diff"] < 1e-4 * max(1.0, r["eps_scale"])
     assert r["grad_relative_error"] < 1e-5
+    assert r["text_encode_skip1_max_abs_diff"] < 1e-5 and r["text_encode_skip2_max_abs_diff"] < 1e-5
+    assert (r["text_used_layer_skip1"], r["text_used_layer_skip2"]) == (11, 10)
     assert r["v_prediction_type"] == "v_prediction"
     assert r["v_eps_max_abs_diff"] < 1e-4 and r["v_eps_differs_from_eps"] > 1e-2
     # Adam divides by sqrt(v): entries whose gradient is ~0 turn 1e-7 gradient differences into
