@@ -54,8 +54,14 @@ CKPT = "tiny_sd15.safetensors"
 #: starved by other work on a small machine (a quiet 2-core CPU needs ~2 minutes for the suite).
 TIMEOUT = int(os.environ.get("E2E_TIMEOUT", "1800"))
 #: LoRA files are an SVD of the exact edit; at full rank (320 >= every matrix's smaller side) the
-#: rebuilt weights match to float precision, and samples to this tolerance.
-LORA_SAMPLE_TOLERANCE = 1e-3
+#: rebuilt weights match to float precision, and samples (max abs difference) to this fraction of
+#: the sample's own largest value (the random-weight model's latents reach ~200; seen: 2.5e-6).
+LORA_SAMPLE_RELATIVE_TOLERANCE = 1e-4
+
+
+def _close(a, b) -> tuple[bool, float]:
+    err = float((a - b).abs().max())
+    return err <= LORA_SAMPLE_RELATIVE_TOLERANCE * max(1.0, float(b.abs().max())), err
 CROSS_ATTENTION = re.compile(r"^diffusion_model\..*\.attn2\.(to_q|to_k|to_v|to_out\.0)\.weight$")
 
 
@@ -284,9 +290,9 @@ def test_saved_checkpoint_and_lora_reproduce_the_unlearned_model(unlearn_run, se
     base = _latent(scratch, "e2e/base")
     gap = float((unlearned - base).abs().max())
     for prefix in ("e2e/reloaded", "e2e/via_diff", "e2e/via_lora"):
-        err = float((_latent(scratch, prefix) - unlearned).abs().max())
+        ok, err = _close(_latent(scratch, prefix), unlearned)
         print(f"{prefix}: max |sample - unlearned sample| = {err:.3g} (unlearned vs base: {gap:.3g})")
-        assert err < LORA_SAMPLE_TOLERANCE, f"{prefix}: differs from the unlearned sample by {err} (base gap {gap})"
+        assert ok, f"{prefix}: differs from the unlearned sample by {err} (base gap {gap})"
 
 
 def test_cancel_stops_the_run_and_changes_nothing(unlearn_run, server, scratch):
@@ -382,10 +388,11 @@ def test_few_shot_text_encoder_forget_and_lora_roundtrip(server, scratch):
         **_sample("e2e/te_via_lora", ["1", 0], ["lora", 1], nid="tl")}
     _ok(server.run(graph))
     forgot, via_lora, base = (_latent(scratch, p) for p in ("e2e/te_forgot", "e2e/te_via_lora", "e2e/te_base"))
-    gap, err = float((forgot - base).abs().max()), float((via_lora - forgot).abs().max())
+    gap = float((forgot - base).abs().max())
+    ok, err = _close(via_lora, forgot)
     print(f"text-encoder LoRA via LoraLoader: max |diff| = {err:.3g} (edited vs base: {gap:.3g})")
     assert gap > 1e-5, "the text-encoder edit changed nothing"
-    assert err < LORA_SAMPLE_TOLERANCE
+    assert ok
 
 
 def test_adapter_equivalence_with_diffusers(scratch):
@@ -399,6 +406,8 @@ def test_adapter_equivalence_with_diffusers(scratch):
     assert r["add_noise_max_abs_diff"] < 1e-5
     assert r["eps_max_abs_diff"] < 1e-4 * max(1.0, r["eps_scale"])
     assert r["grad_relative_error"] < 1e-5
+    assert r["text_encode_skip1_max_abs_diff"] < 1e-5 and r["text_encode_skip2_max_abs_diff"] < 1e-5
+    assert (r["text_used_layer_skip1"], r["text_used_layer_skip2"]) == (11, 10)
     assert r["v_prediction_type"] == "v_prediction"
     assert r["v_eps_max_abs_diff"] < 1e-4 and r["v_eps_differs_from_eps"] > 1e-2
     # Adam divides by sqrt(v): entries whose gradient is ~0 turn 1e-7 gradient differences into

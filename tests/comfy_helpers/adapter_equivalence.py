@@ -98,6 +98,16 @@ def main():
             num = sum(float((grads["comfy"][n] - grads["diffusers"][n]).norm() ** 2) for n in names) ** 0.5
             den = sum(float(grads["diffusers"][n].norm() ** 2) for n in names) ** 0.5
             out["grad_relative_error"] = num / den
+            # the differentiable text-encoder path equals ComfyUI's own encoding, with and without clip skip
+            for skip in (-1, -2):
+                c = clip.clone()
+                c.clip_layer(skip)
+                text = bridge.ComfyClipTextAdapter(c)
+                with bridge.out_of_place_clip_layers(text.encoder):
+                    h = text.encode(prompts)
+                ref = bridge.ComfyDenoiserAdapter(model, c, vae, resolution=64).encode_prompts(prompts)
+                out[f"text_encode_skip{-skip}_max_abs_diff"] = float((h - ref).abs().max().detach())
+                out[f"text_used_layer_skip{-skip}"] = text.used_layer
             # v-prediction: the same UNet read as a v model (ModelSamplingDiscrete node vs a
             # v_prediction scheduler) must give the same eps
             from comfy_extras.nodes_model_advanced import ModelSamplingDiscrete
