@@ -13,6 +13,7 @@ Output folder:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import tempfile
@@ -23,14 +24,27 @@ from .unet_unlearning import UnetUnlearnConfig, UnlearnResult, unlearn_unet
 from .weights_io import merge_unet_deltas, save_delta, save_lora
 
 
-def write_unlearned_folder(pipe, result: UnlearnResult, output_dir: str | Path, lora_rank: int = 8,
-                           save_merged: bool = True, overwrite: bool = False) -> Path:
-    output_dir = Path(output_dir)
+@contextlib.contextmanager
+def assembled_folder(output_dir: Path, overwrite: bool):
+    """Yield a temporary sibling folder; rename it to `output_dir` only if the block succeeds."""
     if output_dir.exists() and not overwrite:
         raise FileExistsError(f"output folder {output_dir} already exists; choose another or pass --overwrite")
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", suffix=".partial", dir=output_dir.parent))
     try:
+        yield tmp
+        if output_dir.exists():
+            shutil.rmtree(output_dir)
+        tmp.rename(output_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def write_unlearned_folder(pipe, result: UnlearnResult, output_dir: str | Path, lora_rank: int = 8,
+                           save_merged: bool = True, overwrite: bool = False) -> Path:
+    output_dir = Path(output_dir)
+    with assembled_folder(output_dir, overwrite) as tmp:
         meta = result.metadata()
         save_delta(result.deltas, tmp / "unlearned.diff.safetensors", meta)
         errors = save_lora(result.deltas, tmp / "unlearned_lora.safetensors", lora_rank, meta)
@@ -43,12 +57,6 @@ def write_unlearned_folder(pipe, result: UnlearnResult, output_dir: str | Path, 
                   "lora_rank": lora_rank, "lora_mean_relative_error": sum(errors.values()) / max(1, len(errors)),
                   "notes": result.notes, "stats": result.stats}
         (tmp / "report.json").write_text(json.dumps(report, indent=2))
-        if output_dir.exists():
-            shutil.rmtree(output_dir)
-        tmp.rename(output_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return output_dir
 
 
@@ -66,11 +74,7 @@ def write_text_encoder_folder(pipe, result, output_dir: str | Path, overwrite: b
     from .weights_io import save_text_encoder_lora, save_text_encoder_lora_peft
 
     output_dir = Path(output_dir)
-    if output_dir.exists() and not overwrite:
-        raise FileExistsError(f"output folder {output_dir} already exists; choose another or pass --overwrite")
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", suffix=".partial", dir=output_dir.parent))
-    try:
+    with assembled_folder(output_dir, overwrite) as tmp:
         meta = result.metadata()
         save_text_encoder_lora(result.lora, tmp / "text_encoder_lora.safetensors", meta, fmt="diffusers")
         save_text_encoder_lora(result.lora, tmp / "text_encoder_lora_comfy.safetensors", meta, fmt="comfy")
@@ -80,12 +84,6 @@ def write_text_encoder_folder(pipe, result, output_dir: str | Path, overwrite: b
         report = {**meta, "seconds": result.seconds, "seconds_per_concept": result.seconds_per_concept,
                   "notes": result.notes, "stats": result.stats}
         (tmp / "report.json").write_text(json.dumps(report, indent=2))
-        if output_dir.exists():
-            shutil.rmtree(output_dir)
-        tmp.rename(output_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return output_dir
 
 
