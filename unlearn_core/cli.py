@@ -66,14 +66,15 @@ def cmd_toy_train(args) -> int:
 
 
 def cmd_bench_base(args) -> int:
-    from .benchmarks.base_model import bench_base_model, write_result
+    from .benchmarks.base_model import bench_base_model
+    from .benchmarks.results import write_results
     from .toyworld.assets import load_toy_classifier, load_toy_pipeline
 
     pipe = load_toy_pipeline(args.model)
     classifier = load_toy_classifier(args.classifier)
     result = bench_base_model(pipe, classifier, images_per_prompt=args.images_per_prompt,
                               styled_images_per_prompt=args.styled_images_per_prompt, progress=_Progress("sampling"))
-    write_result(result, args.output, _command_line())
+    write_results(result, args.output, _command_line())
     print(f"{'object':<12} accuracy")
     for name, acc in result["object_accuracy"].items():
         print(f"{name:<12} {acc:.3f}")
@@ -87,27 +88,29 @@ def cmd_bench_base(args) -> int:
 
 
 def cmd_bench_unet(args) -> int:
-    from .benchmarks.unet import UnetBenchConfig, run_unet_benchmark, write_results, markdown_table
+    from .benchmarks.results import write_results
+    from .benchmarks.unet import UnetBenchConfig, markdown_table, run_unet_benchmark
     from .toyworld.assets import load_toy_classifier, load_toy_pipeline
 
     cfg = UnetBenchConfig(steps_per_concept=args.steps, seed=args.seed, quick=args.quick)
     if args.methods:
         cfg.methods = tuple(m.replace("-", "_") for m in args.methods)
     result = run_unet_benchmark(cfg, load_toy_pipeline(), load_toy_classifier(), log=print)
-    write_results(result, args.output, Path(args.output).with_suffix(".md"), _command_line())
+    write_results(result, args.output, _command_line(), markdown_table(result))
     print(markdown_table(result))
     print(f"wrote {args.output} and {Path(args.output).with_suffix('.md')}")
     return 0
 
 
 def cmd_bench_text_encoder(args) -> int:
-    from .benchmarks.text_encoder import TextEncoderBenchConfig, markdown_table, run_text_encoder_benchmark, write_results
+    from .benchmarks.results import write_results
+    from .benchmarks.text_encoder import TextEncoderBenchConfig, markdown_table, run_text_encoder_benchmark
     from .toyworld.assets import load_toy_classifier, load_toy_pipeline
 
     cfg = TextEncoderBenchConfig(seed=args.seed, quick=args.quick)
     result = run_text_encoder_benchmark(cfg, load_toy_pipeline(), load_toy_classifier(), log=print)
     md = Path(args.output).with_suffix(".md")
-    write_results(result, args.output, md, _command_line())
+    write_results(result, args.output, _command_line(), markdown_table(result))
     print(markdown_table(result))
     print(f"wrote {args.output} and {md}")
     return 0

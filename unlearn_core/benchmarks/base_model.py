@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -42,9 +40,3 @@ def bench_base_model(pipe, classifier, images_per_prompt: int = 16, styled_image
         "sampling": objects.sampling,
         "seconds": time.time() - t0,
     }
-
-
-def write_result(result: dict, path: str | Path, command: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"command": command, **result}, indent=2))

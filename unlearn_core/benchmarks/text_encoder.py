@@ -9,9 +9,7 @@ retained objects, and the wall time per concept.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -141,10 +139,3 @@ def markdown_table(result: dict) -> str:
     lines.append("")
     lines.append("Residual columns show the base model's value in parentheses.")
     return "\n".join(lines) + "\n"
-
-
-def write_results(result: dict, json_path: str | Path, md_path: str | Path, command: str) -> None:
-    json_path, md_path = Path(json_path), Path(md_path)
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps({"command": command, **result}, indent=2))
-    md_path.write_text(f"Command: `{command}`\n\n" + markdown_table(result))

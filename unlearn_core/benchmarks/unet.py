@@ -12,10 +12,8 @@ that no scenario erases.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -212,10 +210,3 @@ def markdown_table(result: dict) -> str:
                  f" peak memory above start: {result['peak_memory_mb_dynamic_mask']:.1f} MB vs "
                  f"{result['peak_memory_mb_no_mask']:.1f} MB.")
     return "\n".join(lines) + "\n"
-
-
-def write_results(result: dict, json_path: str | Path, md_path: str | Path, command: str) -> None:
-    json_path, md_path = Path(json_path), Path(md_path)
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps({"command": command, **result}, indent=2))
-    md_path.write_text(f"Command: `{command}`\n\n" + markdown_table(result))
