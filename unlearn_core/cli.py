@@ -47,7 +47,7 @@ def cmd_toy_train(args) -> int:
     cfg = ToyTrainConfig(output_dir=args.output, seed=args.seed)
     if args.quick:
         cfg.n_images, cfg.classifier_steps, cfg.vae_steps, cfg.unet_steps, cfg.warmup_steps = 2000, 30, 30, 30, 5
-        cfg.unet_restart_steps, cfg.classifier_images = 10, 2000
+        cfg.unet_restart_steps, cfg.classifier_images, cfg.text_steps, cfg.text_batch = 10, 2000, 20, 32
     report = resume_restart_phase(cfg) if args.resume_phase2 else train_toy_world(cfg)
     if args.install:
         import shutil

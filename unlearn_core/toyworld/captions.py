@@ -8,6 +8,8 @@ which is what a user rewording a prompt does (robustness checks use them).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from .concepts import OBJECT_BY_NAME, SUPERCLASS_WORDS, article
@@ -58,15 +60,24 @@ def _fill(template: str, thing: str, colour: str | None = None, style: str | Non
     ).strip()
 
 
-def training_caption(scene: Scene, rng: np.random.Generator) -> str:
-    """A random training caption that is true of the scene (or '' for caption dropout)."""
+@dataclass(frozen=True)
+class CaptionLabels:
+    """What a training caption says about its scene; None where the caption does not say it."""
+
+    object: str | None
+    superclass: str | None
+    colour: str | None
+    style: str | None
+
+
+def training_caption_and_labels(scene: Scene, rng: np.random.Generator) -> tuple[str, CaptionLabels]:
+    """A random training caption that is true of the scene (or '' for caption dropout), with the
+    labels it mentions (the text encoder's pre-training objective predicts them)."""
     if rng.random() < CAPTION_DROPOUT:
-        return ""
+        return "", CaptionLabels(None, None, None, None)
     obj = OBJECT_BY_NAME[scene.object]
-    if rng.random() < 0.15:
-        words = SUPERCLASS_WORDS[obj.superclass]
-    else:
-        words = obj.words
+    superclass_only = rng.random() < 0.15
+    words = SUPERCLASS_WORDS[obj.superclass] if superclass_only else obj.words
     # Canonical word half of the time, a synonym otherwise.
     thing = words[0] if rng.random() < 0.5 else words[rng.integers(len(words))]
     with_colour = rng.random() < 0.5
@@ -80,7 +91,15 @@ def training_caption(scene: Scene, rng: np.random.Generator) -> str:
     else:
         templates = _TRAIN_TEMPLATES_PLAIN
     template = templates[rng.integers(len(templates))]
-    return _fill(template, thing, scene.colour if with_colour else None, scene.style if with_style else None)
+    colour = scene.colour if with_colour else None
+    style = scene.style if with_style else None
+    labels = CaptionLabels(None if superclass_only else obj.name, obj.superclass, colour, style)
+    return _fill(template, thing, colour, style), labels
+
+
+def training_caption(scene: Scene, rng: np.random.Generator) -> str:
+    """A random training caption that is true of the scene (or '' for caption dropout)."""
+    return training_caption_and_labels(scene, rng)[0]
 
 
 def object_prompt(name: str) -> str:

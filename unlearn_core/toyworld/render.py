@@ -18,6 +18,9 @@ from PIL import Image, ImageDraw
 from .concepts import COLOURS, COLOUR_NAMES, OBJECT_BY_NAME, OBJECT_NAMES, STYLES
 
 IMAGE_SIZE = 32
+# Objects are drawn upright give or take this many degrees: a full turn makes the shapes much
+# harder for a model of this size to learn (and a rotated chevron reads as an arrow).
+MAX_ROTATION = 30.0
 _SUPERSAMPLE = 4
 
 
@@ -112,7 +115,7 @@ def sample_scene(rng: np.random.Generator, object: str | None = None, colour: st
     grey = float(rng.uniform(0.08, 0.92))
     tint = rng.uniform(-0.04, 0.04, size=3)
     background = tuple(float(np.clip(grey + t, 0.0, 1.0)) for t in tint)
-    return Scene(obj, col, sty, cx, cy, radius, float(rng.uniform(0, 360)), background,
+    return Scene(obj, col, sty, cx, cy, radius, float(rng.uniform(-MAX_ROTATION, MAX_ROTATION)), background,
                  float(rng.uniform(-0.15, 0.15)), float(rng.uniform(0, 180)))
 
 
