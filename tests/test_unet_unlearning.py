@@ -151,3 +151,22 @@ def test_user_images_and_latents_are_used(adapter, tmp_path):
     assert any("resized 64x64 to 32x32" in n for n in d.notes)
     expected = adapter.encode_images(torch.from_numpy(renders[1:]).permute(0, 3, 1, 2).float() / 255)
     assert torch.allclose(d.latents[1:], expected, atol=1e-5)
+
+
+def test_short_forget_run_erases_the_concept_and_keeps_a_retained_one(toy_pipe, adapter, classifier):
+    """The whole method on the embedded model: erasing 'star' for a short run makes star prompts stop
+    drawing stars, while 'ring' (retained) prompts still draw rings."""
+    from unlearn_core.evaluation import SamplingConfig, evaluate, toy_prompt_sets
+    from unlearn_core.weights_io import merge_unet_deltas
+
+    concepts = ConceptSet([Concept("star", "symbol", templates=["a {}", "a photo of a {}"])], ["a ring", "a heart"])
+    cfg = UnetUnlearnConfig(steps_per_concept=60, batch_size=4, lr=1e-3, images_per_concept=12,
+                            mask=MaskConfig(warmup_steps=10, update_interval=15), seed=0)
+    result = unlearn_unet(adapter, concepts, cfg)
+    sets = toy_prompt_sets(erased=["star"], retained=["ring"])
+    sampling = SamplingConfig(images_per_prompt=8, seed=99)
+    before, _ = evaluate(toy_pipe, classifier, sets, sampling)
+    after, _ = evaluate(merge_unet_deltas(toy_pipe, result.deltas), classifier, sets, sampling)
+    assert before.concept_accuracy["star"] >= 0.75, "the base model must draw stars for this test to mean anything"
+    assert after.concept_accuracy["star"] <= before.concept_accuracy["star"] - 0.5
+    assert after.concept_accuracy["ring"] >= before.concept_accuracy["ring"] - 0.25
