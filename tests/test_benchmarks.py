@@ -26,3 +26,34 @@ def test_peak_memory_of_a_block_that_allocates_nothing_is_small():
     with PeakMemory() as m:
         time.sleep(0.01)
     assert m.peak_mb < 5
+
+
+def _part(tmp_path, name, methods, base_retained=0.9, steps=150):
+    import json
+
+    rows = [{"method": m, "scenario": "seq3", "base_retained_accuracy": base_retained, "base_toy_fid": 10.0}
+            for m in methods]
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps({"command": f"bench {name}", "rows": rows, "mask_overhead_ratio": 1.02,
+                                "settings": {"methods": methods, "steps_per_concept": steps}}))
+    return path
+
+
+def test_merging_a_split_run_joins_rows_and_keeps_the_commands(tmp_path):
+    from unlearn_core.benchmarks.results import merge_partial_results
+
+    merged = merge_partial_results([_part(tmp_path, "a", ["dynamic_mask", "salun"]), _part(tmp_path, "b", ["esd_x"])])
+    assert [r["method"] for r in merged["rows"]] == ["dynamic_mask", "salun", "esd_x"]
+    assert merged["settings"]["methods"] == ["dynamic_mask", "salun", "esd_x"]
+    assert merged["partial_commands"] == ["bench a", "bench b"] and merged["mask_overhead_ratio"] == 1.02
+
+
+def test_merging_refuses_parts_of_different_runs(tmp_path):
+    from unlearn_core.benchmarks.results import merge_partial_results
+
+    with pytest.raises(ValueError, match="other settings or another base model"):
+        merge_partial_results([_part(tmp_path, "a", ["salun"]), _part(tmp_path, "b", ["esd_x"], base_retained=0.5)])
+    with pytest.raises(ValueError, match="other settings"):
+        merge_partial_results([_part(tmp_path, "a", ["salun"]), _part(tmp_path, "b", ["esd_x"], steps=10)])
+    with pytest.raises(ValueError, match="at least two"):
+        merge_partial_results([_part(tmp_path, "a", ["salun"])])

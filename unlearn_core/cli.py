@@ -92,6 +92,14 @@ def cmd_bench_unet(args) -> int:
     from .benchmarks.unet import UnetBenchConfig, markdown_table, run_unet_benchmark
     from .toyworld.assets import load_toy_classifier, load_toy_pipeline
 
+    if args.merge:
+        from .benchmarks.results import merge_partial_results
+
+        result = merge_partial_results(args.merge)
+        write_results(result, args.output, _command_line(), markdown_table(result))
+        print(markdown_table(result))
+        print(f"merged {len(args.merge)} partial runs into {args.output}")
+        return 0
     cfg = UnetBenchConfig(steps_per_concept=args.steps, seed=args.seed, quick=args.quick)
     if args.methods:
         cfg.methods = tuple(m.replace("-", "_") for m in args.methods)
@@ -343,6 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
     bu.add_argument("--seed", type=int, default=0)
     bu.add_argument("--quick", action="store_true", help="tiny budgets: a smoke test of the benchmark, not results")
     bu.add_argument("--output", default="bench/results/unet.json")
+    bu.add_argument("--merge", nargs="+", default=None, metavar="PART_JSON",
+                    help="instead of running: join the result files of one run split by --methods over several "
+                         "processes (e.g. two processes with --threads 1 on a 2-core machine)")
     bu.set_defaults(func=cmd_bench_unet)
     bt = bsub.add_parser("text-encoder", help="few-shot text-encoder forgetting vs negated TI (writes bench/results/text_encoder.json)")
     bt.add_argument("--seed", type=int, default=0)
