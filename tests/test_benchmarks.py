@@ -57,3 +57,15 @@ def test_merging_refuses_parts_of_different_runs(tmp_path):
         merge_partial_results([_part(tmp_path, "a", ["salun"]), _part(tmp_path, "b", ["esd_x"], steps=10)])
     with pytest.raises(ValueError, match="at least two"):
         merge_partial_results([_part(tmp_path, "a", ["salun"])])
+
+
+def test_merge_takes_the_overhead_timing_from_the_part_that_measured_it(tmp_path):
+    import json
+
+    from unlearn_core.benchmarks.results import merge_partial_results
+
+    a = _part(tmp_path, "a", ["salun"])
+    data = json.loads(a.read_text())
+    del data["mask_overhead_ratio"]
+    a.write_text(json.dumps(data))
+    assert merge_partial_results([a, _part(tmp_path, "b", ["esd_x"])])["mask_overhead_ratio"] == 1.02

@@ -100,7 +100,8 @@ def cmd_bench_unet(args) -> int:
         print(markdown_table(result))
         print(f"merged {len(args.merge)} partial runs into {args.output}")
         return 0
-    cfg = UnetBenchConfig(steps_per_concept=args.steps, seed=args.seed, quick=args.quick)
+    cfg = UnetBenchConfig(steps_per_concept=args.steps, seed=args.seed, quick=args.quick,
+                          eval_images_per_prompt=args.eval_images, measure_overhead=not args.no_overhead)
     if args.methods:
         cfg.methods = tuple(m.replace("-", "_") for m in args.methods)
     result = run_unet_benchmark(cfg, load_toy_pipeline(), load_toy_classifier(), log=print)
@@ -349,6 +350,9 @@ def build_parser() -> argparse.ArgumentParser:
     bu.add_argument("--methods", nargs="*", default=None,
                     help="subset of dynamic-mask paper-code salun esd-x esd-u (default: all)")
     bu.add_argument("--seed", type=int, default=0)
+    bu.add_argument("--eval-images", type=int, default=16, help="images per object prompt when scoring a model")
+    bu.add_argument("--no-overhead", action="store_true",
+                    help="skip the mask-overhead timing (e.g. in the second process of a split run)")
     bu.add_argument("--quick", action="store_true", help="tiny budgets: a smoke test of the benchmark, not results")
     bu.add_argument("--output", default="bench/results/unet.json")
     bu.add_argument("--merge", nargs="+", default=None, metavar="PART_JSON",

@@ -18,8 +18,8 @@ def write_results(result: dict, json_path: str | Path, command: str, markdown: s
 def merge_partial_results(paths: list[str | Path]) -> dict:
     """Join result files of one benchmark run split by method over several processes.
 
-    The rows are concatenated; everything else comes from the first file, and each file's command
-    is kept under "partial_commands". The files must share their settings apart from the methods
+    The rows are concatenated; any other key comes from the first file that has it (the mask
+    overhead is timed in one part only), and each file's command is kept under "partial_commands". The files must share their settings apart from the methods
     and agree on the base model's scores, or the rows would not be comparable."""
     if len(paths) < 2:
         raise ValueError("give at least two partial result files to merge")
@@ -27,7 +27,7 @@ def merge_partial_results(paths: list[str | Path]) -> dict:
     first = parts[0]
 
     def comparable(part: dict) -> tuple:
-        settings = {k: v for k, v in part.get("settings", {}).items() if k != "methods"}
+        settings = {k: v for k, v in part.get("settings", {}).items() if k not in ("methods", "measure_overhead")}
         base = sorted({(r.get("base_retained_accuracy"), r.get("base_toy_fid")) for r in part["rows"]})
         return json.dumps(settings, sort_keys=True), base
 
@@ -35,7 +35,11 @@ def merge_partial_results(paths: list[str | Path]) -> dict:
         if comparable(part) != comparable(first):
             raise ValueError(f"{path} was run with other settings or another base model than {paths[0]}; "
                              "merge only the parts of one split run")
-    merged = {k: v for k, v in first.items() if k != "command"}
+    merged: dict = {}
+    for part in parts:
+        for key, value in part.items():
+            if key != "command":
+                merged.setdefault(key, value)
     merged["rows"] = [row for part in parts for row in part["rows"]]
     merged["settings"] = {**first.get("settings", {}),
                           "methods": [m for part in parts for m in part.get("settings", {}).get("methods", [])]}

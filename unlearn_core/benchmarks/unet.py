@@ -49,6 +49,7 @@ class UnetBenchConfig:
     mask: MaskConfig = field(default_factory=lambda: MaskConfig(warmup_steps=20, update_interval=25))
     overhead_steps: int = 60
     overhead_repeats: int = 3
+    measure_overhead: bool = True
     seed: int = 0
     quick: bool = False  # a smoke run: tiny budgets, not for results
 
@@ -163,7 +164,7 @@ def run_unet_benchmark(cfg: UnetBenchConfig, pipe, classifier, log=print) -> dic
         make_row(method, "simultaneous", list(SIMULTANEOUS), result.deltas,
                  sum(r["seconds"] for r in result.stats) / len(SIMULTANEOUS), result.seconds_per_step, mem.peak_mb)
 
-    overhead = measure_mask_overhead(adapter, concepts, data, retain, retain_prompts, cfg, log)
+    overhead = measure_mask_overhead(adapter, concepts, data, retain, retain_prompts, cfg, log) if cfg.measure_overhead else {}
     return {"rows": rows, **overhead, "data_seconds": data_seconds, "settings": asdict(cfg),
             "retained_objects": list(RETAINED), "torch_threads": torch.get_num_threads()}
 
@@ -205,8 +206,9 @@ def markdown_table(result: dict) -> str:
             f"({r['base_retained_accuracy']:.3f}) | {coh} | {r['toy_fid']:.2f} ({r['base_toy_fid']:.2f}) "
             f"| {r['seconds_per_concept']:.1f} | {r['seconds_per_step'] * 1000:.0f} | {r['peak_memory_mb']:.0f} |")
     lines.append("")
-    lines.append(f"Mask overhead (time per step, dynamic mask ÷ no mask, same run): **{result['mask_overhead_ratio']:.3f}**"
-                 f" ({result['seconds_per_step_dynamic_mask'] * 1000:.1f} ms vs {result['seconds_per_step_no_mask'] * 1000:.1f} ms);"
-                 f" peak memory above start: {result['peak_memory_mb_dynamic_mask']:.1f} MB vs "
-                 f"{result['peak_memory_mb_no_mask']:.1f} MB.")
+    if "mask_overhead_ratio" in result:
+        lines.append(f"Mask overhead (time per step, dynamic mask ÷ no mask, same run): **{result['mask_overhead_ratio']:.3f}**"
+                     f" ({result['seconds_per_step_dynamic_mask'] * 1000:.1f} ms vs {result['seconds_per_step_no_mask'] * 1000:.1f} ms);"
+                     f" peak memory above start: {result['peak_memory_mb_dynamic_mask']:.1f} MB vs "
+                     f"{result['peak_memory_mb_no_mask']:.1f} MB (ratio {result['peak_memory_ratio']:.2f}).")
     return "\n".join(lines) + "\n"
