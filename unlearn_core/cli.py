@@ -116,6 +116,25 @@ def cmd_bench_text_encoder(args) -> int:
     return 0
 
 
+def cmd_bench_robustness(args) -> int:
+    from .attacks import AttackConfig
+    from .benchmarks.results import write_results
+    from .benchmarks.robustness import RobustnessBenchConfig, markdown_table, run_robustness_benchmark
+    from .toyworld.assets import load_toy_classifier, load_toy_pipeline
+
+    cfg = RobustnessBenchConfig(attack=AttackConfig(seed=args.seed), seed=args.seed, quick=args.quick)
+    if args.methods:
+        cfg.methods = tuple(m.replace("-", "_") for m in args.methods)
+    if args.attacks:
+        cfg.attacks = tuple(a.replace("-", "_") for a in args.attacks)
+    cfg.validate()
+    result = run_robustness_benchmark(cfg, load_toy_pipeline(args.model), load_toy_classifier(), log=print)
+    write_results(result, args.output, _command_line(), markdown_table(result))
+    print(markdown_table(result))
+    print(f"wrote {args.output} and {Path(args.output).with_suffix('.md')}")
+    return 0
+
+
 def cmd_evaluate(args) -> int:
     from .evaluation import SamplingConfig, evaluate, toy_prompt_sets
     from .toyworld.assets import load_toy_classifier, load_toy_pipeline
@@ -349,6 +368,17 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--quick", action="store_true", help="tiny budgets: a smoke test of the benchmark, not results")
     bt.add_argument("--output", default="bench/results/text_encoder.json")
     bt.set_defaults(func=cmd_bench_text_encoder)
+    br = bsub.add_parser("robustness", help="attacks (paraphrase, composition, learned token, soft prompt) against "
+                                           "every method (writes bench/results/robustness.json and .md)")
+    br.add_argument("--model", default=None, help="diffusers model folder (default: the embedded toy model)")
+    br.add_argument("--methods", nargs="*", default=None,
+                    help="subset of base dynamic-mask few-shot-text-encoder salun esd-x esd-u (default: all)")
+    br.add_argument("--attacks", nargs="*", default=None,
+                    help="subset of words paraphrase composition learned-token soft-prompt (default: all)")
+    br.add_argument("--seed", type=int, default=0)
+    br.add_argument("--quick", action="store_true", help="tiny budgets: a smoke test of the benchmark, not results")
+    br.add_argument("--output", default="bench/results/robustness.json")
+    br.set_defaults(func=cmd_bench_robustness)
     return p
 
 
