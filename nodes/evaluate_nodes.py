@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
-import torch
-from comfy_api.latest import io, ui
-
 import comfy.model_management
 import comfy.sample
 import comfy.samplers
 import comfy.utils
+import numpy as np
+import torch
+from comfy_api.latest import io, ui
 
 from ..unlearn_core.attacks import comparison_rows
 from ..unlearn_core.evaluation import before_after_grid

@@ -29,7 +29,8 @@ from ..toyworld import captions
 from ..training_data import prepare_concept_data, prepare_retain_data
 from ..unet_unlearning import UnetUnlearnConfig, unlearn_unet
 from ..weights_io import merge_unet_deltas
-from .text_encoder import RETAINED, _concept as few_shot_concept, _word_prompts
+from .text_encoder import RETAINED, _word_prompts
+from .text_encoder import _concept as few_shot_concept
 from .unet import _object_concept, _style_concept
 
 OBJECTS = ("star", "circle", "triangle")
