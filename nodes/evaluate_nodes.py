@@ -90,7 +90,8 @@ class EvaluateUnlearning(io.ComfyNode):
         seeds = [seed + i for i in range(images_per_prompt)]
         bar = comfy.utils.ProgressBar(2 * len(rows) * images_per_prompt)
         halves = []
-        for model, clip in ((base_model, base_clip), (unlearned_model, unlearned_clip or base_clip)):
+        after_clip = base_clip if unlearned_clip is None else unlearned_clip
+        for model, clip in ((base_model, base_clip), (unlearned_model, after_clip)):
             images = []
             for _, prompt in rows:
                 for s in seeds:

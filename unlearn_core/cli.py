@@ -88,7 +88,6 @@ def cmd_bench_base(args) -> int:
 
 
 def cmd_bench_unet(args) -> int:
-    from .benchmarks.results import write_results
     from .benchmarks.unet import UnetBenchConfig, markdown_table, run_unet_benchmark
     from .toyworld.assets import load_toy_classifier, load_toy_pipeline
 
@@ -96,29 +95,20 @@ def cmd_bench_unet(args) -> int:
     if args.methods:
         cfg.methods = tuple(m.replace("-", "_") for m in args.methods)
     result = run_unet_benchmark(cfg, load_toy_pipeline(), load_toy_classifier(), log=print)
-    write_results(result, args.output, _command_line(), markdown_table(result))
-    print(markdown_table(result))
-    print(f"wrote {args.output} and {Path(args.output).with_suffix('.md')}")
-    return 0
+    return _write_bench(result, args.output, markdown_table)
 
 
 def cmd_bench_text_encoder(args) -> int:
-    from .benchmarks.results import write_results
     from .benchmarks.text_encoder import TextEncoderBenchConfig, markdown_table, run_text_encoder_benchmark
     from .toyworld.assets import load_toy_classifier, load_toy_pipeline
 
     cfg = TextEncoderBenchConfig(seed=args.seed, quick=args.quick)
     result = run_text_encoder_benchmark(cfg, load_toy_pipeline(), load_toy_classifier(), log=print)
-    md = Path(args.output).with_suffix(".md")
-    write_results(result, args.output, _command_line(), markdown_table(result))
-    print(markdown_table(result))
-    print(f"wrote {args.output} and {md}")
-    return 0
+    return _write_bench(result, args.output, markdown_table)
 
 
 def cmd_bench_robustness(args) -> int:
     from .attacks import AttackConfig
-    from .benchmarks.results import write_results
     from .benchmarks.robustness import RobustnessBenchConfig, markdown_table, run_robustness_benchmark
     from .toyworld.assets import load_toy_classifier, load_toy_pipeline
 
@@ -129,10 +119,7 @@ def cmd_bench_robustness(args) -> int:
         cfg.attacks = tuple(a.replace("-", "_") for a in args.attacks)
     cfg.validate()
     result = run_robustness_benchmark(cfg, load_toy_pipeline(args.model), load_toy_classifier(), log=print)
-    write_results(result, args.output, _command_line(), markdown_table(result))
-    print(markdown_table(result))
-    print(f"wrote {args.output} and {Path(args.output).with_suffix('.md')}")
-    return 0
+    return _write_bench(result, args.output, markdown_table)
 
 
 def cmd_evaluate(args) -> int:
@@ -282,6 +269,21 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def _bench_options(parser, output: str) -> None:
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="tiny budgets: a smoke test of the benchmark, not results")
+    parser.add_argument("--output", default=output)
+
+
+def _write_bench(result: dict, output: str, markdown_table) -> int:
+    from .benchmarks.results import write_results
+
+    write_results(result, output, _command_line(), markdown_table(result))
+    print(markdown_table(result))
+    print(f"wrote {output} and {Path(output).with_suffix('.md')}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="concept-unlearn", description="Concept unlearning for text-to-image diffusion models.")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
@@ -359,14 +361,10 @@ def build_parser() -> argparse.ArgumentParser:
     bu.add_argument("--steps", type=int, default=150, help="training steps per concept")
     bu.add_argument("--methods", nargs="*", default=None,
                     help="subset of dynamic-mask paper-code salun esd-x esd-u (default: all)")
-    bu.add_argument("--seed", type=int, default=0)
-    bu.add_argument("--quick", action="store_true", help="tiny budgets: a smoke test of the benchmark, not results")
-    bu.add_argument("--output", default="bench/results/unet.json")
+    _bench_options(bu, "bench/results/unet.json")
     bu.set_defaults(func=cmd_bench_unet)
     bt = bsub.add_parser("text-encoder", help="few-shot text-encoder forgetting vs negated TI (writes bench/results/text_encoder.json)")
-    bt.add_argument("--seed", type=int, default=0)
-    bt.add_argument("--quick", action="store_true", help="tiny budgets: a smoke test of the benchmark, not results")
-    bt.add_argument("--output", default="bench/results/text_encoder.json")
+    _bench_options(bt, "bench/results/text_encoder.json")
     bt.set_defaults(func=cmd_bench_text_encoder)
     br = bsub.add_parser("robustness", help="attacks (paraphrase, composition, learned token, soft prompt) against "
                                            "every method (writes bench/results/robustness.json and .md)")
@@ -375,9 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="subset of base dynamic-mask few-shot-text-encoder salun esd-x esd-u (default: all)")
     br.add_argument("--attacks", nargs="*", default=None,
                     help="subset of words paraphrase composition learned-token soft-prompt (default: all)")
-    br.add_argument("--seed", type=int, default=0)
-    br.add_argument("--quick", action="store_true", help="tiny budgets: a smoke test of the benchmark, not results")
-    br.add_argument("--output", default="bench/results/robustness.json")
+    _bench_options(br, "bench/results/robustness.json")
     br.set_defaults(func=cmd_bench_robustness)
     return p
 
