@@ -5,6 +5,7 @@
 - text_encoder_nodes: FewShotTextEncoderForget
 - save_nodes: SaveUnlearnedModel
 - compare_nodes: CompareModelWeights
+- evaluate_nodes: EvaluateUnlearning
 - comfy_bridge: the DenoiserAdapter / text-encoder adapter over ComfyUI's MODEL, CLIP and VAE
 
 Node modules import ComfyUI (`comfy`, `comfy_api`), so they are imported only when ComfyUI asks
@@ -15,12 +16,13 @@ for the node list. Relative imports only: ComfyUI has a top-level module called 
 def node_list() -> list:
     from .compare_nodes import CompareModelWeights
     from .concept_nodes import ConceptAwareLoss, LoadConceptSet
+    from .evaluate_nodes import EvaluateUnlearning
     from .save_nodes import SaveUnlearnedModel
     from .text_encoder_nodes import FewShotTextEncoderForget
     from .unet_nodes import DynamicMaskUnlearn
 
     return [LoadConceptSet, ConceptAwareLoss, DynamicMaskUnlearn, FewShotTextEncoderForget, SaveUnlearnedModel,
-            CompareModelWeights]
+            CompareModelWeights, EvaluateUnlearning]
 
 
 async def comfy_entrypoint():

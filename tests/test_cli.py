@@ -102,6 +102,25 @@ def test_bench_base_writes_the_result_file(tmp_path):
     assert len(res["object_accuracy"]) == 16 and res["command"].startswith("concept-unlearn bench base")
 
 
+def test_bench_robustness_quick_writes_a_row_per_method_scenario_and_attack(tmp_path):
+    path = tmp_path / "robustness.json"
+    r = run("bench", "robustness", "--quick", "--methods", "base", "dynamic-mask", "--attacks", "words", "learned-token",
+            "--output", str(path))
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads(path.read_text())
+    assert res["command"].startswith("concept-unlearn bench robustness")
+    got = {(row["method"], row["scenario"], row["attack"]) for row in res["rows"]}
+    assert got == {(m, s, a) for m in ("base", "dynamic_mask") for s in ("objects", "style")
+                   for a in ("words", "learned_token")}
+    for row in res["rows"]:
+        assert 0 <= row["attack_success_rate"] <= 1 and 0 <= row["retained_accuracy"] <= 1
+        assert set(row["per_concept"]) == set(row["erased"])
+        assert row["erased"] == (["star", "circle", "triangle"] if row["scenario"] == "objects" else ["striped"])
+    assert "| dynamic_mask | striped |" in path.with_suffix(".md").read_text()
+    r = run("bench", "robustness", "--attacks", "jailbreak", "--output", str(tmp_path / "x.json"))
+    assert r.returncode == 2 and "unknown attack 'jailbreak'" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_toy_train_quick_builds_a_loadable_model(tmp_path):
     """The reproduction command end to end, with tiny budgets (the weights are useless)."""
     out = tmp_path / "toy"

@@ -48,7 +48,7 @@ sys.path.insert(0, str(HELPERS))
 from client import ComfyClient, PromptRejected, error_of, text_output  # noqa: E402
 
 NODES = ["LoadConceptSet", "ConceptAwareLoss", "DynamicMaskUnlearn", "FewShotTextEncoderForget",
-         "SaveUnlearnedModel", "CompareModelWeights"]
+         "SaveUnlearnedModel", "CompareModelWeights", "EvaluateUnlearning"]
 CKPT = "tiny_sd15.safetensors"
 #: Per-prompt / per-helper time limit. Generous: the tests run under `nice -n 19` and can be
 #: starved by other work on a small machine (a quiet 2-core CPU needs ~2 minutes for the suite).
@@ -205,6 +205,7 @@ def test_nodes_registered_with_tooltips(server):
             for inp, spec in node["input"].get(section, {}).items():
                 assert len(spec) > 1 and spec[1].get("tooltip"), f"{name}.{inp} has no tooltip"
     assert info["SaveUnlearnedModel"]["output_node"] is True
+    assert info["EvaluateUnlearning"]["output_node"] is True
 
 
 @pytest.fixture(scope="session")
@@ -393,6 +394,79 @@ def test_few_shot_text_encoder_forget_and_lora_roundtrip(server, scratch):
     print(f"text-encoder LoRA via LoraLoader: max |diff| = {err:.3g} (edited vs base: {gap:.3g})")
     assert gap > 1e-5, "the text-encoder edit changed nothing"
     assert ok
+
+
+def _ksampler_image(nid: str, model, clip, prompt: str, seed: int, prefix: str) -> dict:
+    """CLIPTextEncode -> EmptyLatentImage (64x64, batch 1) -> KSampler -> VAEDecode -> SaveImage."""
+    return {
+        f"{nid}_pos": {"class_type": "CLIPTextEncode", "inputs": {"text": prompt, "clip": clip}},
+        f"{nid}_neg": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": clip}},
+        f"{nid}_empty": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+        f"{nid}_k": {"class_type": "KSampler", "inputs": {
+            "model": model, "seed": seed, "steps": 3, "cfg": 5.0, "sampler_name": "euler", "scheduler": "normal",
+            "positive": [f"{nid}_pos", 0], "negative": [f"{nid}_neg", 0], "denoise": 1.0,
+            "latent_image": [f"{nid}_empty", 0]}},
+        f"{nid}_dec": {"class_type": "VAEDecode", "inputs": {"samples": [f"{nid}_k", 0], "vae": ["1", 2]}},
+        f"{nid}_save": {"class_type": "SaveImage", "inputs": {"images": [f"{nid}_dec", 0], "filename_prefix": prefix}},
+    }
+
+
+def _pngs(scratch: Path, prefix: str):
+    import numpy as np
+    from PIL import Image
+
+    files = sorted((scratch / "output").glob(f"{prefix}_*.png"))
+    assert files, f"no image saved under {prefix}"
+    return [np.asarray(Image.open(f).convert("RGB")) for f in files]
+
+
+def test_evaluate_unlearning_grid(server, scratch):
+    """The before/after grid has one row per prompt (erased, paraphrase, kept) and 2 x images_per_prompt
+    columns; its cells are exactly what KSampler makes with seed + i from the base and the unlearned model."""
+    import numpy as np
+
+    from unlearn_core.evaluation import HALF_GAP, HEADER_HEIGHT, LABEL_WIDTH, image_grid
+
+    per_prompt, seed = 2, 7
+    graph = {
+        **_loader(), **_concepts(),
+        "u": {"class_type": "DynamicMaskUnlearn", "inputs": {"model": ["1", 0], "clip": ["1", 1],
+                                                             "concept_set": ["c", 0], **UNLEARN_SETTINGS}},
+        "e": {"class_type": "EvaluateUnlearning", "inputs": {
+            "base_model": ["1", 0], "base_clip": ["1", 1], "unlearned_model": ["u", 0], "vae": ["1", 2],
+            "concept_set": ["c", 0], "seed": seed, "steps": 3, "cfg": 5.0, "images_per_prompt": per_prompt,
+            "sampler_name": "euler", "scheduler": "normal", "resolution": 64}},
+        "g": {"class_type": "SaveImage", "inputs": {"images": ["e", 0], "filename_prefix": "e2e/eval_grid"}},
+        "b": {"class_type": "SaveImage", "inputs": {"images": ["e", 1], "filename_prefix": "e2e/eval_before"}},
+        "a": {"class_type": "SaveImage", "inputs": {"images": ["e", 2], "filename_prefix": "e2e/eval_after"}},
+        "rows": {"class_type": "PreviewAny", "inputs": {"source": ["e", 3]}},
+        # references: the paraphrase row's second image, sampled with KSampler from each model
+        **_ksampler_image("rb", ["1", 0], ["1", 1], "an image depicting a cat", seed + 1, "e2e/eval_ref_base"),
+        **_ksampler_image("ru", ["u", 0], ["1", 1], "an image depicting a cat", seed + 1, "e2e/eval_ref_unlearned"),
+    }
+    entry = _ok(server.run(graph))
+    rows = json.loads(text_output(entry, "rows"))
+    assert [(r["kind"], r["prompt"]) for r in rows] == [
+        ("erased", "a photo of a cat"), ("paraphrase", "an image depicting a cat"), ("kept", "a house")]
+    assert all(r["seeds"] == [seed, seed + 1] for r in rows)
+    before, after = _pngs(scratch, "e2e/eval_before"), _pngs(scratch, "e2e/eval_after")
+    assert len(before) == len(after) == len(rows) * per_prompt
+    assert all(img.shape == (64, 64, 3) for img in before + after)
+    # the "before" half is the base model, the "after" half the unlearned one, cell by cell
+    assert np.array_equal(before[3], _pngs(scratch, "e2e/eval_ref_base")[0])
+    assert np.array_equal(after[3], _pngs(scratch, "e2e/eval_ref_unlearned")[0])
+    assert not np.array_equal(np.stack(before), np.stack(after)), "before and after are the same images"
+    # the grid: labels | before | gap | after, each half a rows x per_prompt tiling
+    (grid,) = _pngs(scratch, "e2e/eval_grid")
+    half_before = np.asarray(image_grid(np.stack(before), len(rows), scale=1)).astype(int)
+    half_after = np.asarray(image_grid(np.stack(after), len(rows), scale=1)).astype(int)
+    h, w = half_before.shape[:2]
+    assert h == len(rows) * 66 + 2 and w == per_prompt * 66 + 2
+    assert grid.shape == (HEADER_HEIGHT + h, LABEL_WIDTH + 2 * w + HALF_GAP, 3)
+    # (within one level: the node rounds to 8 bits, SaveImage truncates)
+    assert np.abs(grid[HEADER_HEIGHT:, LABEL_WIDTH:LABEL_WIDTH + w].astype(int) - half_before).max() <= 1
+    assert np.abs(grid[HEADER_HEIGHT:, LABEL_WIDTH + w + HALF_GAP:].astype(int) - half_after).max() <= 1
+    assert entry["outputs"]["e"]["images"], "the node shows no preview"
 
 
 def test_adapter_equivalence_with_diffusers(scratch):

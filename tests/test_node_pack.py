@@ -124,3 +124,34 @@ def test_patch_file_keys_follow_comfyui_lora_names():
     assert torch.allclose(tensors[f"{base}.lora_up.weight"] @ tensors[f"{base}.lora_down.weight"], torch.ones(4, 6))
     tensors, errors = pf.patch_file_tensors(unet, {}, "diff", 16)
     assert set(tensors) == {f"{base}.diff", "diffusion_model.out.2.diff_b"} and errors == {}
+
+
+def test_evaluate_node_rows_are_erased_paraphrase_and_kept_prompts():
+    from unlearn_core.attacks import comparison_rows
+    from unlearn_core.concept_set import Concept, ConceptSet
+
+    cs = ConceptSet([Concept("star", "symbol", templates=["a photo of a {}"]),
+                     Concept("van gogh", "painting", templates=["a painting by {}"])], ["a circle", "a square"])
+    rows = comparison_rows(cs)
+    assert [k for k, _ in rows] == ["erased", "paraphrase", "erased", "paraphrase", "kept", "kept"]
+    assert rows[0][1] == "a photo of a star" and rows[2][1] == "a painting by van gogh"
+    # the paraphrase of a toy-world concept is one of its held-out rewordings (no training template)
+    from unlearn_core.toyworld.captions import held_out_paraphrases
+
+    assert rows[1][1] in held_out_paraphrases("star")
+    assert rows[3][1] == "an image depicting a van gogh"
+    assert [p for _, p in rows[4:]] == ["a circle", "a square"]
+
+
+def test_before_after_grid_layout_puts_the_before_half_where_documented():
+    from unlearn_core.evaluation import HALF_GAP, HEADER_HEIGHT, LABEL_WIDTH, before_after_grid, image_grid
+
+    rng = np.random.default_rng(0)
+    before = rng.integers(0, 255, (6, 8, 8, 3), dtype=np.uint8)  # 3 rows x 2 images
+    after = rng.integers(0, 255, (6, 8, 8, 3), dtype=np.uint8)
+    grid = np.asarray(before_after_grid(before, after, rows=3, labels=["a", "b", "c"], scale=1))
+    half = np.asarray(image_grid(before, 3, scale=1))
+    assert grid.shape == (HEADER_HEIGHT + half.shape[0], LABEL_WIDTH + 2 * half.shape[1] + HALF_GAP, 3)
+    assert np.array_equal(grid[HEADER_HEIGHT:, LABEL_WIDTH:LABEL_WIDTH + half.shape[1]], half)
+    right = grid[HEADER_HEIGHT:, LABEL_WIDTH + half.shape[1] + HALF_GAP:]
+    assert np.array_equal(right, np.asarray(image_grid(after, 3, scale=1)))

@@ -88,12 +88,11 @@ def cmd_bench_base(args) -> int:
 
 
 def cmd_bench_unet(args) -> int:
-    from .benchmarks.results import write_results
     from .benchmarks.unet import UnetBenchConfig, markdown_table, run_unet_benchmark
     from .toyworld.assets import load_toy_classifier, load_toy_pipeline
 
     if args.merge:
-        from .benchmarks.results import merge_partial_results
+        from .benchmarks.results import merge_partial_results, write_results
 
         result = merge_partial_results(args.merge)
         write_results(result, args.output, _command_line(), markdown_table(result))
@@ -105,24 +104,31 @@ def cmd_bench_unet(args) -> int:
     if args.methods:
         cfg.methods = tuple(m.replace("-", "_") for m in args.methods)
     result = run_unet_benchmark(cfg, load_toy_pipeline(), load_toy_classifier(), log=print)
-    write_results(result, args.output, _command_line(), markdown_table(result))
-    print(markdown_table(result))
-    print(f"wrote {args.output} and {Path(args.output).with_suffix('.md')}")
-    return 0
+    return _write_bench(result, args.output, markdown_table)
 
 
 def cmd_bench_text_encoder(args) -> int:
-    from .benchmarks.results import write_results
     from .benchmarks.text_encoder import TextEncoderBenchConfig, markdown_table, run_text_encoder_benchmark
     from .toyworld.assets import load_toy_classifier, load_toy_pipeline
 
     cfg = TextEncoderBenchConfig(seed=args.seed, quick=args.quick)
     result = run_text_encoder_benchmark(cfg, load_toy_pipeline(), load_toy_classifier(), log=print)
-    md = Path(args.output).with_suffix(".md")
-    write_results(result, args.output, _command_line(), markdown_table(result))
-    print(markdown_table(result))
-    print(f"wrote {args.output} and {md}")
-    return 0
+    return _write_bench(result, args.output, markdown_table)
+
+
+def cmd_bench_robustness(args) -> int:
+    from .attacks import AttackConfig
+    from .benchmarks.robustness import RobustnessBenchConfig, markdown_table, run_robustness_benchmark
+    from .toyworld.assets import load_toy_classifier, load_toy_pipeline
+
+    cfg = RobustnessBenchConfig(attack=AttackConfig(seed=args.seed), seed=args.seed, quick=args.quick)
+    if args.methods:
+        cfg.methods = tuple(m.replace("-", "_") for m in args.methods)
+    if args.attacks:
+        cfg.attacks = tuple(a.replace("-", "_") for a in args.attacks)
+    cfg.validate()
+    result = run_robustness_benchmark(cfg, load_toy_pipeline(args.model), load_toy_classifier(), log=print)
+    return _write_bench(result, args.output, markdown_table)
 
 
 def cmd_evaluate(args) -> int:
@@ -272,6 +278,21 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def _bench_options(parser, output: str) -> None:
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="tiny budgets: a smoke test of the benchmark, not results")
+    parser.add_argument("--output", default=output)
+
+
+def _write_bench(result: dict, output: str, markdown_table) -> int:
+    from .benchmarks.results import write_results
+
+    write_results(result, output, _command_line(), markdown_table(result))
+    print(markdown_table(result))
+    print(f"wrote {output} and {Path(output).with_suffix('.md')}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="concept-unlearn", description="Concept unlearning for text-to-image diffusion models.")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
@@ -349,21 +370,26 @@ def build_parser() -> argparse.ArgumentParser:
     bu.add_argument("--steps", type=int, default=150, help="training steps per concept")
     bu.add_argument("--methods", nargs="*", default=None,
                     help="subset of dynamic-mask paper-code salun esd-x esd-u (default: all)")
-    bu.add_argument("--seed", type=int, default=0)
     bu.add_argument("--eval-images", type=int, default=16, help="images per object prompt when scoring a model")
     bu.add_argument("--no-overhead", action="store_true",
                     help="skip the mask-overhead timing (e.g. in the second process of a split run)")
-    bu.add_argument("--quick", action="store_true", help="tiny budgets: a smoke test of the benchmark, not results")
-    bu.add_argument("--output", default="bench/results/unet.json")
     bu.add_argument("--merge", nargs="+", default=None, metavar="PART_JSON",
                     help="instead of running: join the result files of one run split by --methods over several "
                          "processes (e.g. two processes with --threads 1 on a 2-core machine)")
+    _bench_options(bu, "bench/results/unet.json")
     bu.set_defaults(func=cmd_bench_unet)
     bt = bsub.add_parser("text-encoder", help="few-shot text-encoder forgetting vs negated TI (writes bench/results/text_encoder.json)")
-    bt.add_argument("--seed", type=int, default=0)
-    bt.add_argument("--quick", action="store_true", help="tiny budgets: a smoke test of the benchmark, not results")
-    bt.add_argument("--output", default="bench/results/text_encoder.json")
+    _bench_options(bt, "bench/results/text_encoder.json")
     bt.set_defaults(func=cmd_bench_text_encoder)
+    br = bsub.add_parser("robustness", help="attacks (paraphrase, composition, learned token, soft prompt) against "
+                                           "every method (writes bench/results/robustness.json and .md)")
+    br.add_argument("--model", default=None, help="diffusers model folder (default: the embedded toy model)")
+    br.add_argument("--methods", nargs="*", default=None,
+                    help="subset of base dynamic-mask few-shot-text-encoder salun esd-x esd-u (default: all)")
+    br.add_argument("--attacks", nargs="*", default=None,
+                    help="subset of words paraphrase composition learned-token soft-prompt (default: all)")
+    _bench_options(br, "bench/results/robustness.json")
+    br.set_defaults(func=cmd_bench_robustness)
     return p
 
 

@@ -223,22 +223,29 @@ def save_grid(images: np.ndarray, rows: int, path: str | Path, scale: int = 2) -
     image_grid(images, rows, scale).save(path)
 
 
+#: Layout of `before_after_grid`: label column width (with labels), header height, gap between halves.
+LABEL_WIDTH, HEADER_HEIGHT, HALF_GAP = 160, 18, 16
+
+
 def before_after_grid(before: np.ndarray, after: np.ndarray, rows: int, labels: list[str] | None = None,
                       scale: int = 2) -> Image.Image:
-    """Two grids side by side (before | after) with optional row labels on the left."""
+    """Two grids side by side (before | after) with optional row labels on the left.
+
+    The before half is `image_grid(before, rows, scale)` pasted at (LABEL_WIDTH or 0, HEADER_HEIGHT),
+    the after half HALF_GAP pixels to its right."""
     from PIL import ImageDraw
 
     left, right = image_grid(before, rows, scale), image_grid(after, rows, scale)
-    label_w = 160 if labels else 0
-    gap = 16
-    canvas = Image.new("RGB", (label_w + left.width + gap + right.width, left.height + 18), (255, 255, 255))
-    canvas.paste(left, (label_w, 18))
-    canvas.paste(right, (label_w + left.width + gap, 18))
+    label_w = LABEL_WIDTH if labels else 0
+    canvas = Image.new("RGB", (label_w + left.width + HALF_GAP + right.width, left.height + HEADER_HEIGHT),
+                       (255, 255, 255))
+    canvas.paste(left, (label_w, HEADER_HEIGHT))
+    canvas.paste(right, (label_w + left.width + HALF_GAP, HEADER_HEIGHT))
     draw = ImageDraw.Draw(canvas)
     draw.text((label_w + 4, 3), "before", fill=(0, 0, 0))
-    draw.text((label_w + left.width + gap + 4, 3), "after", fill=(0, 0, 0))
+    draw.text((label_w + left.width + HALF_GAP + 4, 3), "after", fill=(0, 0, 0))
     if labels:
         row_h = left.height / rows
         for r, text in enumerate(labels):
-            draw.text((4, 18 + int(r * row_h + row_h / 2) - 5), text[:26], fill=(0, 0, 0))
+            draw.text((4, HEADER_HEIGHT + int(r * row_h + row_h / 2) - 5), text[:26], fill=(0, 0, 0))
     return canvas

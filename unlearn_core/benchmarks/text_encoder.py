@@ -74,7 +74,7 @@ def _measure(pipe, classifier, concepts: list[Concept], cfg: TextEncoderBenchCon
             for c in concepts}
     attack = AttackConfig(images=cfg.eval_images_per_prompt, token_steps=cfg.attack_steps, token_lr=cfg.method.ti_lr,
                           seed=seed)
-    token = {c.name: learned_token_attack(pipe, classifier, c.name, c.images, attack) for c in concepts}
+    token = {c.name: learned_token_attack(pipe, classifier, c.name, c.images, attack).success_rate for c in concepts}
     retained, _ = evaluate(pipe, classifier, [PromptSet(o, [captions.object_prompt(o)]) for o in RETAINED],
                            SamplingConfig(images_per_prompt=cfg.eval_images_per_prompt, seed=seed))
     return {"words": words, "paraphrase": para, "learned_token": token,
