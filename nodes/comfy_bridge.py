@@ -159,6 +159,11 @@ class ComfyDenoiserAdapter:
         self.buffers = {n: _outside(b, self.device) for n, b in self.unet.named_buffers()}
         self._prompt_cache: dict[str, torch.Tensor] = {}
 
+    def describe(self) -> str:
+        """One line for reports: the model class, prediction type and conditioning."""
+        conditioning = "text context + ADM vector (pooled CLIP-G + size)" if self.adm else "text context"
+        return f"{type(self.base_model).__name__}, {self.prediction_type}, conditioning: {conditioning}"
+
     # ---- conditioning -------------------------------------------------------------------
     def encode_prompts(self, prompts: list[str]) -> torch.Tensor:
         """Frozen CLIP conditioning, one [77, D] row per prompt (the first 77-token chunk); for SDXL

@@ -137,9 +137,10 @@ class DynamicMaskUnlearn(io.ComfyNode):
             names = select_weights(adapter.module_types(), config.target)
             cs = with_denoiser_latents(concept_set, adapter)
             result = unlearn_unet(adapter, cs, config, progress=progress.train_step, should_cancel=should_cancel)
+            model_line = f"  model: {adapter.describe()}"
             del adapter
         out = patched_model(model, result.deltas)
         record(out, {**result.metadata(), "seconds": round(time.time() - t0, 2), "edited": "unet"})
-        report = unet_report(result, names, result.deltas)
+        report = unet_report(result, names, result.deltas) + "\n" + model_line
         plot = torch.from_numpy(plot_stats(result.stats)).float().div(255.0).unsqueeze(0)
         return io.NodeOutput(out, report, plot)

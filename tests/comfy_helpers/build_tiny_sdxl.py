@@ -28,7 +28,6 @@ TINY_SDXL_UNET = dict(image_size=32, in_channels=4, out_channels=4, model_channe
                       transformer_depth=[0, 0, 2, 2, 10, 10], transformer_depth_output=[0, 0, 0, 0, 0, 0, 1],
                       transformer_depth_middle=-1, context_dim=2048, use_linear_in_transformer=True,
                       legacy=False, num_classes="sequential", adm_in_channels=2816)
-CROSS_ATTENTION_BLOCKS = 25
 
 
 def main(out_path: str) -> None:
