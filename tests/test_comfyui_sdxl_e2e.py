@@ -24,33 +24,21 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import sys
 from pathlib import Path
 
 import pytest
 
-COMFYUI_PATH = os.environ.get("COMFYUI_PATH")
-COMFYUI_PYTHON = os.environ.get("COMFYUI_PYTHON", "python")
+sys.path.insert(0, str(Path(__file__).resolve().parent / "comfy_helpers"))
+from e2e_support import (assert_ok, comfy_server, comfyui_or_skip, concepts, loader, make_scratch,  # noqa: E402
+                         run_helper, sample, save, saved_latent)
 
 pytestmark = [pytest.mark.comfyui, pytest.mark.slow]
-
-if not COMFYUI_PATH:
-    pytest.skip("set COMFYUI_PATH to a ComfyUI checkout (and COMFYUI_PYTHON to its python) to run the ComfyUI "
-                "SDXL / v-prediction end-to-end tests", allow_module_level=True)
-if not (Path(COMFYUI_PATH) / "main.py").is_file():
-    pytest.skip(f"COMFYUI_PATH={COMFYUI_PATH} has no main.py", allow_module_level=True)
-if shutil.which(COMFYUI_PYTHON) is None and not Path(COMFYUI_PYTHON).is_file():
-    pytest.skip(f"COMFYUI_PYTHON={COMFYUI_PYTHON} is not an executable", allow_module_level=True)
-
+COMFYUI_PATH, COMFYUI_PYTHON = comfyui_or_skip("the ComfyUI SDXL / v-prediction end-to-end tests")
 pytest.importorskip("requests")
 torch = pytest.importorskip("torch")
 pytest.importorskip("safetensors")
-
-sys.path.insert(0, str(Path(__file__).resolve().parent / "comfy_helpers"))
 from client import PromptRejected, error_of, text_output  # noqa: E402
-from e2e_support import (assert_ok, comfy_server, concepts, loader, make_scratch, run_helper, sample, save,  # noqa: E402
-                         saved_latent)
 
 CKPT = "tiny_sdxl.safetensors"
 TIMEOUT = int(os.environ.get("E2E_TIMEOUT", "3600"))

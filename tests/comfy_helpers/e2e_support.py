@@ -9,16 +9,31 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import time
 from pathlib import Path
 
-import requests
-from client import ComfyClient, error_of
-
 REPO = Path(__file__).resolve().parents[2]
 HELPERS = Path(__file__).resolve().parent
+
+
+def comfyui_or_skip(what: str) -> tuple[str, str]:
+    """(COMFYUI_PATH, COMFYUI_PYTHON) from the environment, or skip the calling test module
+    (call at module level) saying what to set."""
+    import pytest
+
+    path = os.environ.get("COMFYUI_PATH")
+    python = os.environ.get("COMFYUI_PYTHON", "python")
+    if not path:
+        pytest.skip(f"set COMFYUI_PATH to a ComfyUI checkout (and COMFYUI_PYTHON to its python) to run {what}",
+                    allow_module_level=True)
+    if not (Path(path) / "main.py").is_file():
+        pytest.skip(f"COMFYUI_PATH={path} has no main.py", allow_module_level=True)
+    if shutil.which(python) is None and not Path(python).is_file():
+        pytest.skip(f"COMFYUI_PYTHON={python} is not an executable", allow_module_level=True)
+    return path, python
 
 
 def comfy_env(comfyui_path: str) -> dict:
@@ -52,6 +67,9 @@ def _free_port() -> int:
 @contextlib.contextmanager
 def comfy_server(python: str, comfyui_path: str, base: Path, timeout: int):
     """`main.py --cpu` on a free port over `base`; yields a ComfyClient once /system_stats answers."""
+    import requests
+    from client import ComfyClient
+
     port = _free_port()
     log_path = base / "server.log"
     with open(log_path, "w") as log:
@@ -129,6 +147,8 @@ def saved_latent(base: Path, prefix: str):
 
 
 def assert_ok(entry: dict) -> dict:
+    from client import error_of
+
     err = error_of(entry)
     assert err is None, f"{err['node_type']}: {err['exception_message']}\n{''.join(err['traceback'][-6:])}"
     assert entry["status"]["status_str"] == "success"
