@@ -17,6 +17,12 @@ Facts about ComfyUI this relies on (DESIGN.md §4):
   and the raw UNet sees exactly the VP latent x_t = x / sqrt(1 + sigma^2) with timestep t, so the
   adapter calls `diffusion_model(x_t, t, context=cond)` directly: output eps (or v).
 - VAE latents are stored raw; `process_latent_in` scales them into the denoiser's space.
+- SDXL (model_base.SDXL): the context is CLIP-L and OpenCLIP-G's penultimate layers concatenated
+  (77 x 2048, what the CLIP object returns), and the UNet also takes an ADM vector `y` =
+  pooled CLIP-G output + embeddings of (height, width, crop 0, 0, target height, width), made by
+  the model's own `encode_adm` exactly as KSampler does for an image of `resolution` pixels. The
+  trainers pass conditioning around as one tensor per prompt, so `y` rides along as extra rows
+  of that tensor (`AdmPacking`) and is split off again in `predict_noise`.
 
 This module imports `comfy` and is only imported inside ComfyUI (or scripts that set it up).
 """
@@ -24,12 +30,15 @@ This module imports `comfy` and is only imported inside ComfyUI (or scripts that
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import math
 import re
 from typing import Callable
 
 import torch
 from torch.func import functional_call
 
+import comfy.model_base
 import comfy.model_management
 import comfy.model_sampling
 
@@ -59,12 +68,49 @@ def prediction_type_of(model_sampling) -> str:
             not hasattr(model_sampling, "sigmas"):
         raise BridgeError(
             f"this MODEL's sampling ({type(model_sampling).__name__}) is not a discrete-timestep eps or "
-            "v-prediction schedule; the unlearning nodes support Stable Diffusion 1.x/2.x style models")
+            "v-prediction schedule; the unlearning nodes support Stable Diffusion 1.x/2.x and SDXL style models")
     if isinstance(model_sampling, comfy.model_sampling.V_PREDICTION):
         return "v_prediction"
     if isinstance(model_sampling, comfy.model_sampling.EPS):
         return "epsilon"
     raise BridgeError(f"unsupported prediction type of {type(model_sampling).__name__}")
+
+
+@dataclasses.dataclass(frozen=True)
+class AdmPacking:
+    """An ADM vector `y` of `channels` values carried as extra rows (zero-padded) after the token
+    rows of a [B, tokens, width] conditioning tensor, so that it follows every index, cat and
+    expand the trainers apply to the conditioning."""
+
+    channels: int  # the UNet's adm_in_channels (SDXL: 2816)
+    width: int  # the context dimension (SDXL: 2048)
+
+    @property
+    def rows(self) -> int:
+        return math.ceil(self.channels / self.width)
+
+    def pack(self, context: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if y.shape[-1] != self.channels:
+            raise BridgeError(f"ADM vector has {y.shape[-1]} values, the UNet expects {self.channels}")
+        padded = torch.nn.functional.pad(y, (0, self.rows * self.width - self.channels))
+        return torch.cat([context, padded.view(len(y), self.rows, self.width).to(context)], dim=1)
+
+    def unpack(self, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(context [B, tokens, width], y [B, channels])."""
+        return cond[:, :-self.rows], cond[:, -self.rows:].reshape(len(cond), -1)[:, :self.channels]
+
+
+def adm_packing_of(base_model) -> AdmPacking | None:
+    """None for models conditioned on the context only (SD1.x/2.x); the packing for SDXL; an error
+    for other models that need an ADM vector (its recipe differs per model family)."""
+    unet = base_model.diffusion_model
+    if getattr(unet, "num_classes", None) is None:
+        return None
+    if type(base_model) is not comfy.model_base.SDXL or unet.num_classes != "sequential":
+        raise BridgeError(f"this MODEL ({type(base_model).__name__}) needs extra (ADM) conditioning of a kind the "
+                          "unlearning nodes do not build; supported are Stable Diffusion 1.x/2.x and SDXL models")
+    return AdmPacking(channels=unet.label_emb[0][0].in_features,
+                      width=base_model.model_config.unet_config["context_dim"])
 
 
 class ComfyDenoiserAdapter:
@@ -86,9 +132,7 @@ class ComfyDenoiserAdapter:
         base_model = self.patcher.model
         self.base_model = base_model
         self.unet = base_model.diffusion_model
-        if getattr(self.unet, "num_classes", None) is not None:
-            raise BridgeError("this MODEL needs extra (ADM/pooled) conditioning (e.g. SDXL); the unlearning "
-                              "nodes currently support Stable Diffusion 1.x/2.x style models")
+        self.adm = adm_packing_of(base_model)
         self.model_sampling = self.patcher.get_model_object("model_sampling")
         self.prediction_type = prediction_type_of(self.model_sampling)
         self.device = torch.device(self.patcher.load_device)
@@ -115,26 +159,41 @@ class ComfyDenoiserAdapter:
         self.buffers = {n: _outside(b, self.device) for n, b in self.unet.named_buffers()}
         self._prompt_cache: dict[str, torch.Tensor] = {}
 
+    def describe(self) -> str:
+        """One line for reports: the model class, prediction type and conditioning."""
+        conditioning = "text context + ADM vector (pooled CLIP-G + size)" if self.adm else "text context"
+        return f"{type(self.base_model).__name__}, {self.prediction_type}, conditioning: {conditioning}"
+
     # ---- conditioning -------------------------------------------------------------------
     def encode_prompts(self, prompts: list[str]) -> torch.Tensor:
-        """Frozen CLIP conditioning, one [77, D] row per prompt (the first 77-token chunk)."""
+        """Frozen CLIP conditioning, one [77, D] row per prompt (the first 77-token chunk); for SDXL
+        [77 + adm.rows, D] with the ADM vector packed after the tokens (see AdmPacking)."""
         rows = []
         for p in prompts:
             if p not in self._prompt_cache:
                 tokens = self.clip.tokenize(p)
                 tokens = {k: v[:1] for k, v in tokens.items()} if isinstance(tokens, dict) else tokens
                 with torch.inference_mode(True):
-                    cond = self.clip.encode_from_tokens(tokens)
-                self._prompt_cache[p] = _outside(cond, self.device, self.dtype)[0]
+                    cond, pooled = self.clip.encode_from_tokens(tokens, return_pooled=True)
+                    y = None if self.adm is None else self.base_model.encode_adm(
+                        pooled_output=pooled, width=self.resolution, height=self.resolution, device=self.device)
+                cond = _outside(cond, self.device, self.dtype)
+                if y is not None:
+                    cond = self.adm.pack(cond, _outside(y, self.device, self.dtype))
+                self._prompt_cache[p] = cond[0]
             rows.append(self._prompt_cache[p])
         return torch.stack(rows)
 
     # ---- denoiser ---------------------------------------------------------------------------
     def _raw(self, x_t, t, cond, weights=None):
         params = self.params if not weights else {**self.params, **weights}
-        return functional_call(self.unet, {**params, **self.buffers}, (x_t.to(self.dtype),),
-                               {"timesteps": t.to(self.device).float(), "context": cond.to(self.dtype),
-                                "transformer_options": {}}, strict=False)
+        kwargs = {"timesteps": t.to(self.device).float(), "transformer_options": {}}
+        if self.adm is None:
+            kwargs["context"] = cond.to(self.dtype)
+        else:
+            context, y = self.adm.unpack(cond.to(self.dtype))
+            kwargs.update(context=context, y=y)
+        return functional_call(self.unet, {**params, **self.buffers}, (x_t.to(self.dtype),), kwargs, strict=False)
 
     def predict_noise(self, x_t, t, cond, weights=None):
         pred = self._raw(x_t, t, cond, weights).float()
@@ -288,6 +347,22 @@ def out_of_place_clip_layers(module: torch.nn.Module):
             del m.forward
 
 
+def single_text_encoder_name(clip) -> str:
+    """The one text encoder ('clip_l' for SD1.x, 'clip_h' for SD2.x) of a CLIP, or a BridgeError
+    that says why the few-shot text-encoder method cannot edit this CLIP."""
+    names = [n for n in ("clip_l", "clip_h", "clip_g") if hasattr(clip.cond_stage_model, n)]
+    if len(names) == 1:
+        return names[0]
+    if names == ["clip_l", "clip_g"]:
+        raise BridgeError(
+            "this CLIP has two text encoders (CLIP-L + OpenCLIP-G: an SDXL model). Few-shot text-encoder "
+            "forgetting edits one encoder (SD1.x CLIP-L, SD2.x OpenCLIP-H); for SDXL both encoders' penultimate "
+            "layers and CLIP-G's pooled output condition the UNet, which this method does not model. To erase a "
+            "concept from an SDXL model use Dynamic Mask Unlearn (UNet), which supports SDXL.")
+    raise BridgeError("few-shot text-encoder forgetting supports CLIPs with one text encoder (SD1.x CLIP-L, "
+                      f"SD2.x OpenCLIP-H); this CLIP has {names or 'none of clip_l/clip_h'}")
+
+
 class ComfyClipTextAdapter:
     """Differentiable prompt encoding through a ComfyUI CLIP (SD1.x 'clip_l' / SD2.x 'clip_h'),
     with the same interface as unlearn_core's ClipTextAdapter: `encode(prompts, weights,
@@ -299,16 +374,11 @@ class ComfyClipTextAdapter:
 
     def __init__(self, clip, device=None):
         self.clip = clip
+        self.clip_name = single_text_encoder_name(clip)
         self.patcher = clip.patcher.clone()
         with torch.inference_mode(True):
             comfy.model_management.load_models_gpu([self.patcher], force_full_load=True)
-        cond_model = clip.cond_stage_model
-        names = [n for n in ("clip_l", "clip_h", "clip_g") if hasattr(cond_model, n)]
-        if len(names) != 1:
-            raise BridgeError("few-shot text-encoder forgetting supports CLIPs with one text encoder (SD1.x, SD2.x); "
-                              f"this CLIP has {names or 'none of clip_l/clip_h'}")
-        self.clip_name = names[0]
-        self.encoder = getattr(cond_model, self.clip_name)  # SDClipModel
+        self.encoder = getattr(clip.cond_stage_model, self.clip_name)  # SDClipModel
         self.device = torch.device(device or self.patcher.load_device)
         text_model = self.encoder.transformer.text_model
         self.num_layers = len(text_model.encoder.layers)

@@ -120,9 +120,15 @@ class SaveUnlearnedModel(io.ComfyNode):
     def _save_checkpoint(model, clip, vae, path: str, metadata: dict) -> None:
         extra_keys = {}
         sampling = model.get_model_object("model_sampling")
-        if model.model.model_type == comfy.model_base.ModelType.EPS:
+        model_type = model.model.model_type
+        if isinstance(sampling, comfy.model_sampling.ModelSamplingDiscrete) and \
+                isinstance(sampling, comfy.model_sampling.V_PREDICTION):
+            # a 'ModelSamplingDiscrete' node made this MODEL v-prediction: save what it samples as
+            # (ComfyUI reads the v_pred key back for SDXL checkpoints)
+            model_type = comfy.model_base.ModelType.V_PREDICTION
+        if model_type == comfy.model_base.ModelType.EPS:
             metadata["modelspec.predict_key"] = "epsilon"
-        elif model.model.model_type == comfy.model_base.ModelType.V_PREDICTION:
+        elif model_type == comfy.model_base.ModelType.V_PREDICTION:
             metadata["modelspec.predict_key"] = "v"
             extra_keys["v_pred"] = torch.tensor([])
             if getattr(sampling, "zsnr", False):

@@ -9,7 +9,7 @@ from comfy_api.latest import io
 
 from ..unlearn_core.text_encoder_unlearning import TextEncoderForgetConfig, forget_text_encoder
 from .comfy_bridge import (BridgeError, ComfyClipTextAdapter, ComfyDenoiserAdapter, out_of_place_clip_layers,
-                           training_mode)
+                           single_text_encoder_name, training_mode)
 from .comfy_types import CATEGORY, ConceptSetType, record
 from .progress import Progress, should_cancel
 from .reporting import plot_stats
@@ -48,7 +48,8 @@ class FewShotTextEncoderForget(io.ComfyNode):
                         "layers so the concept's words and the learned token map to the superclass, while "
                         "other prompts keep their encoding. UNet and VAE stay frozen; the input CLIP is unchanged.",
             inputs=[
-                io.Clip.Input("clip", tooltip="The text encoder to edit (SD1.x / SD2.x). Clip skip set with "
+                io.Clip.Input("clip", tooltip="The text encoder to edit (SD1.x / SD2.x; SDXL's two encoders are not "
+                                              "supported: use Dynamic Mask Unlearn). Clip skip set with "
                                               "'CLIP Set Last Layer' is respected."),
                 io.Model.Input("model", tooltip="The diffusion model (frozen), used by the textual-inversion terms."),
                 io.Vae.Input("vae", tooltip="The VAE (frozen), used to encode the example images."),
@@ -99,6 +100,7 @@ class FewShotTextEncoderForget(io.ComfyNode):
                                          include_learned_token=include_learned_token, seed=seed)
         config.validate()
         concept_set.validate(check_files=True)
+        single_text_encoder_name(clip)  # refuses SDXL's two encoders before any model is loaded
         for c in concept_set.concepts:
             if c.latents is None and not c.images:
                 raise BridgeError(f"concept {c.name!r} has no example images: few-shot forgetting needs 4-5 images "
