@@ -119,14 +119,20 @@ class ConceptAwareLoss(io.ComfyNode):
                                        "the model before the current concept. 0 turns it off."),
                 io.Float.Input("esd_negative_guidance", default=1.0, min=0.0, max=20.0, step=0.1,
                                tooltip="Only for kind 'esd': how far the target is pushed away from the concept."),
+                io.Boolean.Input("preserve_unconditional", default=True,
+                                 tooltip="Distillation also keeps the empty prompt's prediction unchanged. "
+                                         "Classifier-free guidance uses it in every image, so letting it drift "
+                                         "changes everything else too. Needs distillation_weight > 0."),
             ],
             outputs=[UnlearnLossType.Output(display_name="loss", tooltip="Loss settings for Dynamic Mask Unlearn.")],
         )
 
     @classmethod
-    def execute(cls, kind, alignment_weight, distillation_weight, esd_negative_guidance) -> io.NodeOutput:
+    def execute(cls, kind, alignment_weight, distillation_weight, esd_negative_guidance,
+                preserve_unconditional=True) -> io.NodeOutput:
         cfg = ConceptAwareLossConfig(kind=kind, alignment_weight=alignment_weight,
                                      distillation_weight=distillation_weight,
-                                     esd_negative_guidance=esd_negative_guidance)
+                                     esd_negative_guidance=esd_negative_guidance,
+                                     preserve_unconditional=preserve_unconditional)
         cfg.validate()
         return io.NodeOutput(cfg)

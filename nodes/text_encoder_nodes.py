@@ -77,6 +77,11 @@ class FewShotTextEncoderForget(io.ComfyNode):
                                tooltip="Weight of the term keeping retained prompts' encodings unchanged."),
                 io.Boolean.Input("include_learned_token", default=True,
                                  tooltip="Also forget the learned token (resists textual-inversion recovery)."),
+                io.Int.Input("adversarial_interval", default=TextEncoderForgetConfig.adversarial_interval, min=0,
+                             max=10000,
+                             tooltip="Every N LoRA steps, re-learn an attacker's token against the encoder as it "
+                                     "is now and forget that too (adversarial training against textual-inversion "
+                                     "recovery; costs extra steps). 0 = off."),
                 io.Int.Input("resolution", default=512, min=64, max=2048, step=64,
                              tooltip="Side in pixels the example images are resized (centre crop) to."),
                 io.Int.Input("seed", default=0, min=0, max=2**31 - 1, tooltip="Seed of the run (reproducible)."),
@@ -92,12 +97,13 @@ class FewShotTextEncoderForget(io.ComfyNode):
     @classmethod
     def execute(cls, clip, model, vae, concept_set, num_layers, lora_rank, lora_alpha, ti_steps, ti_learning_rate,
                 steps, learning_rate, batch_size, forget_weight, ti_weight, preserve_weight, include_learned_token,
-                resolution, seed) -> io.NodeOutput:
+                adversarial_interval, resolution, seed) -> io.NodeOutput:
         config = TextEncoderForgetConfig(num_layers=num_layers, lora_rank=lora_rank, lora_alpha=lora_alpha,
                                          ti_steps=ti_steps, ti_lr=ti_learning_rate, steps=steps, lr=learning_rate,
                                          batch_size=batch_size, forget_weight=forget_weight, ti_weight=ti_weight,
                                          preserve_weight=preserve_weight,
-                                         include_learned_token=include_learned_token, seed=seed)
+                                         include_learned_token=include_learned_token,
+                                         adversarial_interval=adversarial_interval, seed=seed)
         config.validate()
         concept_set.validate(check_files=True)
         single_text_encoder_name(clip)  # refuses SDXL's two encoders before any model is loaded

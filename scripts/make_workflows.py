@@ -43,7 +43,8 @@ def erase_one_concept():
             "concepts": "church => building", "retain_prompts": "a photo of a castle\na photo of a house",
             "templates": "a {}\na photo of a {}\na drawing of a {}"}},
         "3": {"class_type": "ConceptAwareLoss", "inputs": {"kind": "concept_aware", "alignment_weight": 0.25,
-                                                           "distillation_weight": 1.0, "esd_negative_guidance": 1.0}},
+                                                           "distillation_weight": 1.0, "esd_negative_guidance": 1.0,
+                                                           "preserve_unconditional": True}},
         "4": {"class_type": "DynamicMaskUnlearn", "inputs": {"model": ["1", 0], "clip": ["1", 1],
                                                              "concept_set": ["2", 0], **UNLEARN, "loss": ["3", 0]}},
         **sampler(10, ["1", 0], ["1", 1], "a photo of a church"),
@@ -94,7 +95,7 @@ def few_shot_text_encoder_lora():
             "clip": ["1", 1], "model": ["1", 0], "vae": ["1", 2], "concept_set": ["9", 0], "num_layers": 2,
             "lora_rank": 4, "lora_alpha": 4.0, "ti_steps": 150, "ti_learning_rate": 5e-3, "steps": 150,
             "learning_rate": 2e-3, "batch_size": 4, "forget_weight": 1.0, "ti_weight": 1.0, "preserve_weight": 1.0,
-            "include_learned_token": True, "resolution": 512, "seed": 0}},
+            "include_learned_token": True, "adversarial_interval": 15, "resolution": 512, "seed": 0}},
         "11": {"class_type": "SaveUnlearnedModel", "inputs": {
             "model": ["1", 0], "format": "lora", "filename_prefix": "unlearned/forget_my_character", "lora_rank": 64,
             "hash_concept_names": True, "embed_workflow": False, "clip": ["10", 0]}},

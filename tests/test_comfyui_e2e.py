@@ -357,7 +357,8 @@ def test_bad_inputs_fail_with_clear_messages(server):
 
 FEWSHOT_SETTINGS = {"num_layers": 2, "lora_rank": 4, "lora_alpha": 4.0, "ti_steps": 3, "ti_learning_rate": 5e-3,
                     "steps": 3, "learning_rate": 2e-3, "batch_size": 2, "forget_weight": 1.0, "ti_weight": 1.0,
-                    "preserve_weight": 1.0, "include_learned_token": True, "resolution": 64, "seed": 0}
+                    "preserve_weight": 1.0, "include_learned_token": True, "adversarial_interval": 2, "resolution": 64,
+                    "seed": 0}
 
 
 def test_few_shot_text_encoder_forget_and_lora_roundtrip(server, scratch):

@@ -173,7 +173,7 @@ def test_few_shot_text_encoder_forget_refuses_sdxl(server):
                  "clip": ["1", 1], "model": ["1", 0], "vae": ["1", 2], "concept_set": ["c", 0],
                  "num_layers": 2, "lora_rank": 4, "lora_alpha": 4.0, "ti_steps": 1, "ti_learning_rate": 5e-3,
                  "steps": 1, "learning_rate": 2e-3, "batch_size": 1, "forget_weight": 1.0, "ti_weight": 1.0,
-                 "preserve_weight": 1.0, "include_learned_token": True, "resolution": 64, "seed": 0}},
+                 "preserve_weight": 1.0, "include_learned_token": True, "adversarial_interval": 0, "resolution": 64, "seed": 0}},
              **save("s", ["1", 0], "lora", "sdxl/bad", clip=["f", 0])}
     try:
         entry = server.run(graph)

@@ -125,3 +125,19 @@ def test_cancel(text, adapter):
     with pytest.raises(UnlearnCancelled):
         forget_text_encoder(text, adapter, star_set(), TextEncoderForgetConfig(**SHORT), should_cancel=lambda: True)
     assert weights_hash(text.weights()) == before
+
+
+def test_adversarial_training_relearns_a_token_against_the_current_encoder(text, adapter):
+    plain = forget_text_encoder(text, adapter, star_set(), TextEncoderForgetConfig(adversarial_interval=0, **SHORT))
+    seen = []
+    cfg = TextEncoderForgetConfig(adversarial_interval=2, adversarial_steps=3, **SHORT)
+    adv = forget_text_encoder(text, adapter, star_set(), cfg, progress=lambda done, total, row: seen.append(total))
+    rounds = [r for r in adv.stats if r["stage"] == "adversarial_token"]
+    assert len(rounds) == 2 * 3  # 4 LoRA steps, a round every 2 steps, 3 token steps per round
+    assert len(adv.stats) == seen[-1] == len(plain.stats) + 6  # progress totals include the rounds
+    # the adversarial token's prompts join the forgetting terms, so the LoRA differs
+    assert any(not torch.allclose(adv.deltas()[k], plain.deltas()[k]) for k in plain.deltas())
+    with pytest.raises(ValueError, match="adversarial_interval"):
+        TextEncoderForgetConfig(adversarial_interval=-1).validate()
+    with pytest.raises(ValueError, match="include_learned_token"):
+        TextEncoderForgetConfig(adversarial_interval=5, include_learned_token=False).validate()

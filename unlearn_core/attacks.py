@@ -48,7 +48,7 @@ class AttackConfig:
     token_lr: float = 5e-3
     token_init: str | None = None  # word the learned token starts from; None: the mean token embedding
     soft_prompt_steps: int = 100  # optimisation steps of the soft prompt
-    soft_prompt_lr: float = 1e-2
+    soft_prompt_lr: float = 5e-2  # 1e-2 found nothing in 30 steps on the toy model; 5e-2 did
     batch_size: int = 4  # noised images per optimisation step
     sample_batch: int = 64  # images sampled together
     seed: int = 0

@@ -151,8 +151,11 @@ def cmd_evaluate(args) -> int:
 
 # Defaults of `forget`: the paper's settings for SD-size models; on the embedded toy model
 # (no --model), the settings the toy benchmark uses. Explicit flags override either.
-SD_PRESET = {"steps": 500, "batch_size": 2, "lr": 3e-6, "images_per_concept": 100, "warmup": 50, "update_interval": 100}
-TOY_PRESET = {"steps": 150, "batch_size": 4, "lr": 1e-3, "images_per_concept": 32, "warmup": 20, "update_interval": 25}
+SD_PRESET = {"steps": 500, "batch_size": 2, "lr": 3e-6, "images_per_concept": 100, "warmup": 50, "update_interval": 100,
+             "alignment_weight": 0.25}
+# the `bench unet` settings (alignment 0: see UnetBenchConfig.alignment_weight)
+TOY_PRESET = {"steps": 150, "batch_size": 4, "lr": 1e-3, "images_per_concept": 32, "warmup": 20, "update_interval": 25,
+              "alignment_weight": 0.0}
 
 
 def _unet_config_from_args(args):
@@ -170,7 +173,7 @@ def _unet_config_from_args(args):
         lr=preset["lr"], images_per_concept=preset["images_per_concept"], seed=args.seed,
         mask=MaskConfig(density=args.density, warmup_steps=preset["warmup"], update_interval=preset["update_interval"],
                         turnover=args.turnover),
-        loss=ConceptAwareLossConfig(alignment_weight=args.alignment_weight,
+        loss=ConceptAwareLossConfig(alignment_weight=preset["alignment_weight"],
                                     distillation_weight=args.distillation_weight),
     )
     cfg = method_config(args.method.replace("-", "_"), base)
@@ -219,7 +222,9 @@ def cmd_forget_text_encoder(args, concept_set) -> int:
     pipe = load_toy_pipeline(args.model)
     cfg = TextEncoderForgetConfig(num_layers=args.te_layers, lora_rank=args.lora_rank, lora_alpha=float(args.lora_rank),
                                   clip_skip=args.clip_skip, seed=args.seed,
-                                  **({"steps": args.steps} if args.steps is not None else {}))
+                                  **({"steps": args.steps} if args.steps is not None else {}),
+                                  **({"adversarial_interval": args.adversarial_interval}
+                                     if args.adversarial_interval is not None else {}))
     bar = _StepBar("forgetting")
     result = forget_text_encoder(ClipTextAdapter(pipe.tokenizer, pipe.text_encoder, clip_skip=args.clip_skip),
                                  DiffusersAdapter(pipe), concept_set, cfg, progress=bar)
@@ -315,6 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder of example images: for one concept, or one sub-folder per concept name")
     f.add_argument("--te-layers", type=int, default=2, help="text-encoder method: final layers that get the LoRA")
     f.add_argument("--clip-skip", type=int, default=0, help="text-encoder method: 0 = last layer conditions the UNet")
+    f.add_argument("--adversarial-interval", type=int, default=None,
+                   help="text-encoder method: re-learn an attacker's token against the current encoder every N "
+                        "steps and forget it too (resists the learned-token attack; 0 = off; default: the method's)")
     f.add_argument("--mode", default="sequential", choices=["sequential", "simultaneous"])
     f.add_argument("--target", default="cross_attention",
                    help="layers to edit: cross_attention, attention, all_linear_conv, non_cross_attention or regex:<pattern>")
@@ -330,7 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--update-interval", type=int, default=None,
                    help="steps between mask prune-and-regrow (default: 100 with --model, 25 on the toy model)")
     f.add_argument("--turnover", type=float, default=0.2, help="initial fraction of the mask swapped per update")
-    f.add_argument("--alignment-weight", type=float, default=0.25)
+    f.add_argument("--alignment-weight", type=float, default=None,
+                   help="weight of the denoising loss on superclass images (default: 0.25, the paper's, with "
+                        "--model; 0 on the toy model, where it cost retention)")
     f.add_argument("--distillation-weight", type=float, default=1.0)
     f.add_argument("--lora-rank", type=int, default=8)
     f.add_argument("--no-merged", action="store_true", help="do not write the merged model folder")

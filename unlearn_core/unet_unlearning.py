@@ -151,7 +151,8 @@ def unlearn_unet(adapter, concept_set: ConceptSet, config: UnetUnlearnConfig | N
     deltas = {n: torch.zeros_like(base_targets[n], dtype=torch.float32) for n in names}
     for d in deltas.values():
         d.requires_grad_(True)
-    uncond = adapter.encode_prompts([""]) if config.loss.kind == "esd" else None
+    needs_uncond = config.loss.kind == "esd" or (config.loss.preserve_unconditional and config.loss.distillation_weight > 0)
+    uncond = adapter.encode_prompts([""]) if needs_uncond else None
 
     def student_weights():
         return {n: base_targets[n] + deltas[n].to(base_targets[n].dtype) for n in names}
@@ -209,7 +210,8 @@ def unlearn_unet(adapter, concept_set: ConceptSet, config: UnetUnlearnConfig | N
                 sidx = sampler.pick(len(d.superclass_latents))
                 xs_t, noise_s, t_s = sampler.noised(d.superclass_latents[sidx])
                 xs.append(xs_t), ts.append(t_s), cs.append(d.superclass_cond[sampler.pick(len(d.superclass_cond))])
-                kd_x, kd_t, kd_c = _distillation_batch(sampler, data, erased_before, retain, config)
+                kd_x, kd_t, kd_c = _distillation_batch(sampler, data, erased_before, retain, d,
+                                                       uncond if config.loss.preserve_unconditional else None)
                 use_kd = kd_x is not None and config.loss.distillation_weight > 0
                 if use_kd:
                     xs.append(kd_x), ts.append(kd_t), cs.append(kd_c)
@@ -256,9 +258,11 @@ def unlearn_unet(adapter, concept_set: ConceptSet, config: UnetUnlearnConfig | N
 
 
 def _distillation_batch(sampler: _Step, data: list[ConceptData], erased_before: list[int],
-                        retain: RetainData | None, config: UnetUnlearnConfig):
+                        retain: RetainData | None, current: ConceptData, uncond: torch.Tensor | None):
     """Noised latents + conditioning on which the student must match the teacher: images of a
-    concept erased earlier (with its own prompt, so it stays erased) and retained prompts."""
+    concept erased earlier (with its own prompt, so it stays erased), retained prompts, and (if
+    `uncond` is given) the empty prompt on retained images, or on the current concept's
+    superclass images when there are no retain prompts."""
     xs, ts, cs = [], [], []
     if erased_before:
         j = erased_before[int(torch.randint(0, len(erased_before), (1,), generator=sampler.gen))]
@@ -269,6 +273,10 @@ def _distillation_batch(sampler: _Step, data: list[ConceptData], erased_before: 
         idx = sampler.pick(len(retain.latents))
         x_t, _, t = sampler.noised(retain.latents[idx])
         xs.append(x_t), ts.append(t), cs.append(retain.cond[idx])
+    if uncond is not None:
+        pool = retain.latents if retain is not None and len(retain.latents) else current.superclass_latents
+        x_t, _, t = sampler.noised(pool[sampler.pick(len(pool))])
+        xs.append(x_t), ts.append(t), cs.append(uncond.expand(len(x_t), -1, -1))
     if not xs:
         return None, None, None
     return torch.cat(xs), torch.cat(ts), torch.cat(cs)

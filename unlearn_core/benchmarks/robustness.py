@@ -23,7 +23,7 @@ from ..attacks import ATTACKS, AttackConfig, prompt_attack, run_attack
 from ..concept_set import ConceptSet
 from ..evaluation import PromptSet, SamplingConfig, evaluate
 from ..masks import MaskConfig
-from ..methods import method_config
+from ..losses import ConceptAwareLossConfig
 from ..text_encoder_unlearning import TextEncoderForgetConfig, forget_text_encoder, merge_text_encoder_deltas
 from ..toyworld import captions
 from ..training_data import prepare_concept_data, prepare_retain_data
@@ -31,7 +31,7 @@ from ..unet_unlearning import UnetUnlearnConfig, unlearn_unet
 from ..weights_io import merge_unet_deltas
 from .text_encoder import RETAINED, _word_prompts
 from .text_encoder import _concept as few_shot_concept
-from .unet import _object_concept, _style_concept
+from .unet import _object_concept, _style_concept, toy_method_config
 
 OBJECTS = ("star", "circle", "triangle")
 STYLE = "striped"  # erased onto 'solid'
@@ -57,6 +57,7 @@ class RobustnessBenchConfig:
     unet_lr: float = 1e-3
     unet_images_per_concept: int = 32  # training images the base model generates per concept
     mask: MaskConfig = field(default_factory=lambda: MaskConfig(warmup_steps=20, update_interval=25))
+    alignment_weight: float = 0.0  # as in `bench unet` (see UnetBenchConfig.alignment_weight)
     # few-shot text-encoder method (its own defaults; shots come from `attack.shots`)
     text_encoder: TextEncoderForgetConfig = field(default_factory=TextEncoderForgetConfig)
     seed: int = 0
@@ -77,13 +78,15 @@ class RobustnessBenchConfig:
         self.retained_images_per_prompt = 1
         self.unet_steps_per_concept, self.unet_images_per_concept, self.unet_batch_size = 2, 2, 2
         self.mask = MaskConfig(warmup_steps=1, update_interval=1)
-        self.text_encoder = dataclasses.replace(self.text_encoder, ti_steps=2, steps=2, batch_size=2)
+        self.text_encoder = dataclasses.replace(self.text_encoder, ti_steps=2, steps=2, batch_size=2,
+                                                adversarial_steps=2)
 
     def unet_config(self, method: str) -> UnetUnlearnConfig:
         base = UnetUnlearnConfig(steps_per_concept=self.unet_steps_per_concept, batch_size=self.unet_batch_size,
                                  lr=self.unet_lr, images_per_concept=self.unet_images_per_concept, seed=self.seed,
-                                 mask=MaskConfig(**vars(self.mask)))
-        return method_config(method, base)
+                                 mask=MaskConfig(**vars(self.mask)),
+                                 loss=ConceptAwareLossConfig(alignment_weight=self.alignment_weight))
+        return toy_method_config(method, base)
 
 
 def retained_accuracy(pipe, classifier, cfg: RobustnessBenchConfig) -> float:

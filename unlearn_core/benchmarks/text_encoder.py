@@ -84,6 +84,7 @@ def _measure(pipe, classifier, concepts: list[Concept], cfg: TextEncoderBenchCon
 def run_text_encoder_benchmark(cfg: TextEncoderBenchConfig, pipe, classifier, log=print) -> dict:
     if cfg.quick:
         cfg.method.ti_steps, cfg.method.steps, cfg.baseline.steps, cfg.attack_steps = 3, 3, 3, 3
+        cfg.method.adversarial_steps = 3
         cfg.eval_images_per_prompt, cfg.paraphrase_images_per_prompt = 2, 1
     ua = DiffusersAdapter(pipe)
     ta = ClipTextAdapter(pipe.tokenizer, pipe.text_encoder, clip_skip=cfg.method.clip_skip)

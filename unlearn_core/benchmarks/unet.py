@@ -21,6 +21,7 @@ import torch
 from ..adapters.diffusers_adapter import DiffusersAdapter
 from ..concept_set import Concept, ConceptSet
 from ..evaluation import PromptSet, SamplingConfig, evaluate, toy_prompt_sets
+from ..losses import ConceptAwareLossConfig
 from ..masks import MaskConfig
 from ..methods import method_config
 from ..toyworld import captions
@@ -47,6 +48,10 @@ class UnetBenchConfig:
     eval_images_per_prompt: int = 16
     style_eval_images_per_prompt: int = 2
     mask: MaskConfig = field(default_factory=lambda: MaskConfig(warmup_steps=20, update_interval=25))
+    # On the toy model the alignment term (plain denoising loss on the model's own superclass
+    # images, the paper's 0.25) costs retention: 3 objects erased, retained accuracy 0.71 with
+    # 0.25 vs 0.88 with 0 (base 0.85). `paper_code` keeps the paper's 0.25.
+    alignment_weight: float = 0.0
     overhead_steps: int = 60
     overhead_repeats: int = 3
     measure_overhead: bool = True
@@ -56,8 +61,18 @@ class UnetBenchConfig:
     def trainer_config(self, method: str, mode: str = "sequential") -> UnetUnlearnConfig:
         base = UnetUnlearnConfig(mode=mode, steps_per_concept=self.steps_per_concept, batch_size=self.batch_size,
                                  lr=self.lr, images_per_concept=self.images_per_concept, seed=self.seed,
-                                 mask=MaskConfig(**vars(self.mask)))
-        return method_config(method, base)
+                                 mask=MaskConfig(**vars(self.mask)),
+                                 loss=ConceptAwareLossConfig(alignment_weight=self.alignment_weight))
+        return toy_method_config(method, base)
+
+
+def toy_method_config(method: str, base: UnetUnlearnConfig) -> UnetUnlearnConfig:
+    """`method_config`, except that `paper_code` keeps the paper's loss (alignment 0.25, no
+    distillation) whatever `base` says, so it stays the reference for the released code."""
+    cfg = method_config(method, base)
+    if method == "paper_code":
+        cfg.loss = ConceptAwareLossConfig(alignment_weight=0.25, distillation_weight=0.0)
+    return cfg
 
 
 def _object_concept(name: str) -> Concept:
