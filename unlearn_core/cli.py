@@ -92,13 +92,7 @@ def cmd_bench_unet(args) -> int:
     from .toyworld.assets import load_toy_classifier, load_toy_pipeline
 
     if args.merge:
-        from .benchmarks.results import merge_partial_results, write_results
-
-        result = merge_partial_results(args.merge)
-        write_results(result, args.output, _command_line(), markdown_table(result))
-        print(markdown_table(result))
-        print(f"merged {len(args.merge)} partial runs into {args.output}")
-        return 0
+        return _merge_bench(args.merge, args.output, markdown_table)
     cfg = UnetBenchConfig(steps_per_concept=args.steps, seed=args.seed, quick=args.quick,
                           eval_images_per_prompt=args.eval_images, measure_overhead=not args.no_overhead)
     if args.methods:
@@ -121,6 +115,8 @@ def cmd_bench_robustness(args) -> int:
     from .benchmarks.robustness import RobustnessBenchConfig, markdown_table, run_robustness_benchmark
     from .toyworld.assets import load_toy_classifier, load_toy_pipeline
 
+    if args.merge:
+        return _merge_bench(args.merge, args.output, markdown_table)
     cfg = RobustnessBenchConfig(attack=AttackConfig(seed=args.seed), seed=args.seed, quick=args.quick)
     if args.methods:
         cfg.methods = tuple(m.replace("-", "_") for m in args.methods)
@@ -283,10 +279,26 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def _merge_option(parser) -> None:
+    parser.add_argument("--merge", nargs="+", default=None, metavar="PART_JSON",
+                        help="instead of running: join the result files of one run split by --methods over several "
+                             "processes (e.g. two processes with --threads 1 on a 2-core machine)")
+
+
 def _bench_options(parser, output: str) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="tiny budgets: a smoke test of the benchmark, not results")
     parser.add_argument("--output", default=output)
+
+
+def _merge_bench(parts: list[str], output: str, markdown_table) -> int:
+    from .benchmarks.results import merge_partial_results, write_results
+
+    result = merge_partial_results(parts)
+    write_results(result, output, _command_line(), markdown_table(result))
+    print(markdown_table(result))
+    print(f"merged {len(parts)} partial runs into {output}")
+    return 0
 
 
 def _write_bench(result: dict, output: str, markdown_table) -> int:
@@ -383,9 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     bu.add_argument("--eval-images", type=int, default=16, help="images per object prompt when scoring a model")
     bu.add_argument("--no-overhead", action="store_true",
                     help="skip the mask-overhead timing (e.g. in the second process of a split run)")
-    bu.add_argument("--merge", nargs="+", default=None, metavar="PART_JSON",
-                    help="instead of running: join the result files of one run split by --methods over several "
-                         "processes (e.g. two processes with --threads 1 on a 2-core machine)")
+    _merge_option(bu)
     _bench_options(bu, "bench/results/unet.json")
     bu.set_defaults(func=cmd_bench_unet)
     bt = bsub.add_parser("text-encoder", help="few-shot text-encoder forgetting vs negated TI (writes bench/results/text_encoder.json)")
@@ -398,6 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="subset of base dynamic-mask few-shot-text-encoder salun esd-x esd-u (default: all)")
     br.add_argument("--attacks", nargs="*", default=None,
                     help="subset of words paraphrase composition learned-token soft-prompt (default: all)")
+    _merge_option(br)
     _bench_options(br, "bench/results/robustness.json")
     br.set_defaults(func=cmd_bench_robustness)
     return p
