@@ -80,3 +80,18 @@ def test_masked_entries_get_no_update():
 def test_full_mask_trains_everything():
     mask = build_mask(MaskConfig(kind="none"), _shapes())
     assert mask.density() == 1.0 and not mask.maybe_update(100, 200)
+
+
+def test_masked_adam_with_a_full_mask_is_torch_adam():
+    torch.manual_seed(0)
+    start = torch.randn(5, 7)
+    ours = {"w": start.clone()}
+    ref = start.clone().requires_grad_(True)
+    opt, torch_opt = MaskedAdam(ours, lr=0.01), torch.optim.Adam([ref], lr=0.01)
+    full = {"w": torch.ones(5, 7, dtype=torch.bool)}
+    for _ in range(10):
+        g = torch.randn(5, 7)
+        opt.step({"w": g}, full)
+        ref.grad = g.clone()
+        torch_opt.step()
+    assert torch.allclose(ours["w"], ref.detach(), atol=1e-6)

@@ -208,8 +208,11 @@ class MaskedAdam:
                 self.v[n].mul_(b2).addcmul_(g, g, value=1 - b2)
                 p.sub_(self.lr * (self.m[n] / bc1) / ((self.v[n] / bc2).sqrt() + self.eps))
                 continue
-            mask = masks[n]
-            self.m[n] = torch.where(mask, b1 * self.m[n] + (1 - b1) * g, self.m[n])
-            self.v[n] = torch.where(mask, b2 * self.v[n] + (1 - b2) * g * g, self.v[n])
-            update = (self.m[n] / bc1) / ((self.v[n] / bc2).sqrt() + self.eps)
-            p.sub_(torch.where(mask, self.lr * update, torch.zeros_like(update)))
+            # In place, with the mask as a 0/1 interpolation weight: m <- m + (1-b1)·mask·(g - m)
+            # is b1·m + (1-b1)·g where the mask is on and m where it is off (no temporaries of
+            # torch.where; this runs every step on every target matrix).
+            on = masks[n].to(p.dtype)
+            self.m[n].lerp_(g, on * (1 - b1))
+            self.v[n].lerp_(g * g, on * (1 - b2))
+            denom = (self.v[n] / bc2).sqrt_().add_(self.eps)
+            p.addcdiv_(self.m[n] * on, denom, value=-self.lr / bc1)
