@@ -170,3 +170,27 @@ def test_short_forget_run_erases_the_concept_and_keeps_a_retained_one(toy_pipe, 
     assert before.concept_accuracy["star"] >= 0.75, "the base model must draw stars for this test to mean anything"
     assert after.concept_accuracy["star"] <= before.concept_accuracy["star"] - 0.5
     assert after.concept_accuracy["ring"] >= before.concept_accuracy["ring"] - 0.25
+
+
+def test_preserving_the_unconditional_prediction_keeps_it_closer_to_the_base(adapter, data):
+    """Classifier-free guidance uses the empty prompt's prediction in every image; the distillation
+    keeps it at the teacher's unless preserve_unconditional is turned off."""
+    from unlearn_core.losses import ConceptAwareLossConfig
+
+    def drift(result):
+        gen = torch.Generator().manual_seed(123)
+        x = torch.randn(8, *adapter.latent_shape, generator=gen)
+        t = torch.randint(0, adapter.num_train_timesteps, (8,), generator=gen)
+        uncond = adapter.encode_prompts([""]).expand(8, -1, -1)
+        base = adapter.denoiser_weights()
+        weights = {n: base[n] + d for n, d in result.deltas.items()}
+        with torch.no_grad():
+            return float(torch.nn.functional.mse_loss(adapter.predict_noise(x, t, uncond, weights),
+                                                      adapter.predict_noise(x, t, uncond)))
+
+    runs = {}
+    for keep in (True, False):
+        cfg = short_config(steps_per_concept=30, loss=ConceptAwareLossConfig(preserve_unconditional=keep))
+        runs[keep] = unlearn_unet(adapter, CONCEPTS, cfg, data=data[0], retain=data[1])
+    print(f"unconditional drift: {drift(runs[True]):.3g} with, {drift(runs[False]):.3g} without")
+    assert drift(runs[True]) < 0.5 * drift(runs[False])
