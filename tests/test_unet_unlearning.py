@@ -194,3 +194,13 @@ def test_preserving_the_unconditional_prediction_keeps_it_closer_to_the_base(ada
         runs[keep] = unlearn_unet(adapter, CONCEPTS, cfg, data=data[0], retain=data[1])
     print(f"unconditional drift: {drift(runs[True]):.3g} with, {drift(runs[False]):.3g} without")
     assert drift(runs[True]) < 0.5 * drift(runs[False])
+
+
+def test_adversarial_training_against_soft_prompts_runs_and_changes_the_result(adapter, data):
+    plain = unlearn_unet(adapter, CONCEPTS, short_config(), data=data[0], retain=data[1])
+    adv = unlearn_unet(adapter, CONCEPTS, short_config(adversarial_interval=3, adversarial_steps=2),
+                       data=data[0], retain=data[1])
+    assert adv.train_steps == plain.train_steps
+    assert any(not torch.equal(adv.deltas[n], plain.deltas[n]) for n in plain.deltas)
+    with pytest.raises(ValueError, match="adversarial_interval"):
+        short_config(adversarial_interval=-1).validate()

@@ -46,6 +46,14 @@ class UnetUnlearnConfig:
     seed: int = 0
     mask: MaskConfig = field(default_factory=MaskConfig)
     loss: ConceptAwareLossConfig = field(default_factory=ConceptAwareLossConfig)
+    # Adversarial training against soft-prompt attacks (concept-aware loss only): every
+    # `adversarial_interval` steps, `adversarial_steps` Adam steps (lr `adversarial_lr`) optimise a
+    # conditioning, started from the concept's prompt, so the current model reconstructs the
+    # concept's images; the concept-aware term then also pulls the prediction under it onto the
+    # superclass. 0 = off.
+    adversarial_interval: int = 0
+    adversarial_steps: int = 10
+    adversarial_lr: float = 5e-2
 
     def validate(self) -> None:
         if self.mode not in ("sequential", "simultaneous"):
@@ -56,6 +64,9 @@ class UnetUnlearnConfig:
             raise ValueError("batch_size and images_per_concept must be at least 1")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.adversarial_interval < 0 or self.adversarial_steps < 1 or not self.adversarial_lr > 0:
+            raise ValueError("adversarial_interval must be >= 0 (0 = off), adversarial_steps >= 1 and "
+                             "adversarial_lr > 0")
         self.mask.validate()
         self.loss.validate()
 
@@ -172,6 +183,8 @@ def unlearn_unet(adapter, concept_set: ConceptSet, config: UnetUnlearnConfig | N
     done = 0
     train_steps = 0
     erased_before: list[int] = []
+    adversarial: dict[int, torch.Tensor] = {}  # concept index -> the attacker's conditioning
+    use_adversarial = config.adversarial_interval > 0 and config.loss.kind == "concept_aware"
     for phase in phases:
         steps = config.steps_per_concept * len(phase)
         teacher = frozen_weights({n: d.detach().clone() for n, d in deltas.items()}) if erased_before else None
@@ -202,11 +215,16 @@ def unlearn_unet(adapter, concept_set: ConceptSet, config: UnetUnlearnConfig | N
                 target = esd_target(e_u, e_c, config.loss.esd_negative_guidance)
                 terms["concept"] = torch.nn.functional.mse_loss(adapter.predict_noise(x_t, t, cond_c, weights), target)
             else:
+                if use_adversarial and step % config.adversarial_interval == 0:
+                    adversarial[ci] = _adversarial_condition(adapter, sampler, d, adversarial.get(ci), weights, config)
                 with torch.no_grad():
                     target = adapter.predict_noise(x_t, t, d.superclass_cond[tmpl], weights)
                 xs = [x_t]
                 ts = [t]
                 cs = [cond_c]
+                if ci in adversarial:  # the same images under the attacker's conditioning
+                    xs.append(x_t), ts.append(t), cs.append(adversarial[ci].expand(len(x_t), -1, -1))
+                    target = torch.cat([target, target])
                 sidx = sampler.pick(len(d.superclass_latents))
                 xs_t, noise_s, t_s = sampler.noised(d.superclass_latents[sidx])
                 xs.append(xs_t), ts.append(t_s), cs.append(d.superclass_cond[sampler.pick(len(d.superclass_cond))])
@@ -216,13 +234,14 @@ def unlearn_unet(adapter, concept_set: ConceptSet, config: UnetUnlearnConfig | N
                 if use_kd:
                     xs.append(kd_x), ts.append(kd_t), cs.append(kd_c)
                 pred = adapter.predict_noise(torch.cat(xs), torch.cat(ts), torch.cat(cs), weights)
-                b = len(x_t)
+                b = len(target)  # the concept's images, twice with an adversarial conditioning
+                s_end = b + len(xs_t)
                 terms["concept"] = concept_aware_loss(pred[:b], target)
-                terms["alignment"] = config.loss.alignment_weight * alignment_loss(pred[b:2 * b], noise_s)
+                terms["alignment"] = config.loss.alignment_weight * alignment_loss(pred[b:s_end], noise_s)
                 if use_kd:
                     with torch.no_grad():
                         kd_target = adapter.predict_noise(kd_x, kd_t, kd_c, teacher)
-                    terms["distillation"] = config.loss.distillation_weight * distillation_loss(pred[2 * b:], kd_target)
+                    terms["distillation"] = config.loss.distillation_weight * distillation_loss(pred[s_end:], kd_target)
             loss = sum(terms.values())
             grads = torch.autograd.grad(loss, [deltas[n] for n in names])
             grads = dict(zip(names, grads))
@@ -255,6 +274,23 @@ def unlearn_unet(adapter, concept_set: ConceptSet, config: UnetUnlearnConfig | N
         retain_prompts=list(concept_set.retain_prompts), base_model_hash=base_hash,
         seconds=time.time() - t_start, seconds_data=seconds_data, train_steps=train_steps, notes=notes,
     )
+
+
+def _adversarial_condition(adapter, sampler: _Step, d: ConceptData, start: torch.Tensor | None,
+                           weights: dict[str, torch.Tensor], config: UnetUnlearnConfig) -> torch.Tensor:
+    """The soft-prompt attacker's move against the current model: a conditioning (warm-started
+    from the last one, else the concept's first prompt) optimised so the model reconstructs the
+    concept's images. Returns it detached (1 x L x D)."""
+    frozen = {n: w.detach() for n, w in weights.items()}
+    soft = (start if start is not None else d.cond[:1]).detach().clone().requires_grad_(True)
+    opt = torch.optim.Adam([soft], lr=config.adversarial_lr)
+    for _ in range(config.adversarial_steps):
+        x_t, noise, t = sampler.noised(d.latents[sampler.pick(len(d.latents))])
+        loss = torch.nn.functional.mse_loss(adapter.predict_noise(x_t, t, soft.expand(len(x_t), -1, -1), frozen), noise)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return soft.detach()
 
 
 def _distillation_batch(sampler: _Step, data: list[ConceptData], erased_before: list[int],
