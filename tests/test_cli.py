@@ -138,3 +138,16 @@ def test_toy_train_quick_builds_a_loadable_model(tmp_path):
 
     with safe_open(str(out / "toy_sd" / "text_encoder" / "model.safetensors"), "pt") as f:
         assert all(k.startswith("text_model.") for k in f.keys())
+
+
+def test_bench_real_size_times_both_methods_on_an_sd15_shaped_unet(tmp_path):
+    out = tmp_path / "real_size.json"
+    r = run("--threads", "2", "bench", "real-size", "--resolution", "64", "--steps", "1", "--output", str(out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert result["unet_parameters"] > 800e6  # SD1.5's UNet is 860M parameters
+    assert [row["method"] for row in result["rows"]] == ["dynamic_mask", "paper_code"]
+    assert all(row["seconds_per_step"] > 0 for row in result["rows"])
+    assert (tmp_path / "real_size.md").read_text().count("| dynamic_mask |") == 1
+    bad = run("bench", "real-size", "--resolution", "100", "--output", str(tmp_path / "x.json"))
+    assert bad.returncode == 2 and "multiple of 64" in bad.stderr and not (tmp_path / "x.json").exists()

@@ -110,6 +110,17 @@ def cmd_bench_text_encoder(args) -> int:
     return _write_bench(result, args.output, markdown_table)
 
 
+def cmd_bench_real_size(args) -> int:
+    from .benchmarks.real_size import RealSizeBenchConfig, markdown_table, run_real_size_benchmark
+
+    cfg = RealSizeBenchConfig(resolution=args.resolution, steps=args.steps, device=args.device, seed=args.seed)
+    if cfg.resolution % 64 or cfg.resolution < 64:
+        raise ValueError(f"--resolution must be a positive multiple of 64, got {cfg.resolution}")
+    if cfg.steps < 1:
+        raise ValueError(f"--steps must be at least 1, got {cfg.steps}")
+    return _write_bench(run_real_size_benchmark(cfg, log=print), args.output, markdown_table)
+
+
 def cmd_bench_robustness(args) -> int:
     from .attacks import AttackConfig
     from .benchmarks.robustness import RobustnessBenchConfig, markdown_table, run_robustness_benchmark
@@ -401,6 +412,14 @@ def build_parser() -> argparse.ArgumentParser:
     bt = bsub.add_parser("text-encoder", help="few-shot text-encoder forgetting vs negated TI (writes bench/results/text_encoder.json)")
     _bench_options(bt, "bench/results/text_encoder.json")
     bt.set_defaults(func=cmd_bench_text_encoder)
+    bs = bsub.add_parser("real-size", help="seconds per training step of the Dynamic-Mask trainer on an SD1.5-size "
+                                           "UNet with random weights (writes bench/results/real_size.json and .md)")
+    bs.add_argument("--resolution", type=int, default=512, help="image side in pixels (latents are 1/8)")
+    bs.add_argument("--steps", type=int, default=4, help="timed training steps per method")
+    bs.add_argument("--device", default="cpu", help="cpu or cuda")
+    bs.add_argument("--seed", type=int, default=0)
+    bs.add_argument("--output", default="bench/results/real_size.json")
+    bs.set_defaults(func=cmd_bench_real_size)
     br = bsub.add_parser("robustness", help="attacks (paraphrase, composition, learned token, soft prompt) against "
                                            "every method (writes bench/results/robustness.json and .md)")
     br.add_argument("--model", default=None, help="diffusers model folder (default: the embedded toy model)")
