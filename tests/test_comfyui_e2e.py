@@ -42,9 +42,10 @@ if shutil.which(COMFYUI_PYTHON) is None and not Path(COMFYUI_PYTHON).is_file():
 
 requests = pytest.importorskip("requests")
 torch = pytest.importorskip("torch")
-safetensors_torch = pytest.importorskip("safetensors.torch")
+pytest.importorskip("safetensors.torch")
 
 sys.path.insert(0, str(HELPERS))
+import e2e_support as e2e  # noqa: E402
 from client import ComfyClient, PromptRejected, error_of, text_output  # noqa: E402
 
 NODES = ["LoadConceptSet", "ConceptAwareLoss", "DynamicMaskUnlearn", "FewShotTextEncoderForget",
@@ -141,23 +142,12 @@ def server(scratch):
 
 # ---- graph builders ----------------------------------------------------------------------------
 def _loader(nid="1", ckpt=CKPT):
-    return {nid: {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": ckpt}}}
+    return e2e.loader(nid, ckpt)
 
 
 def _sample(prefix: str, model, clip, latent=None, nid: str = "s", seed: int = 7) -> dict:
     """Nodes that sample 64x64 with `model` and save the latent under output/latents/<prefix>."""
-    g = {
-        f"{nid}_pos": {"class_type": "CLIPTextEncode", "inputs": {"text": "a photo of a cat", "clip": clip}},
-        f"{nid}_neg": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": clip}},
-        f"{nid}_k": {"class_type": "KSampler", "inputs": {
-            "model": model, "seed": seed, "steps": 3, "cfg": 5.0, "sampler_name": "euler", "scheduler": "normal",
-            "positive": [f"{nid}_pos", 0], "negative": [f"{nid}_neg", 0], "denoise": 1.0,
-            "latent_image": latent or [f"{nid}_empty", 0]}},
-        f"{nid}_save": {"class_type": "SaveLatent", "inputs": {"samples": [f"{nid}_k", 0], "filename_prefix": f"latents/{prefix}"}},
-    }
-    if latent is None:
-        g[f"{nid}_empty"] = {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}}
-    return g
+    return e2e.sample(prefix, model, clip, nid, latent=latent, steps=3, seed=seed)
 
 
 UNLEARN_SETTINGS = {"target": "cross_attention", "mode": "sequential", "steps_per_concept": 4, "learning_rate": 1e-3,
@@ -167,31 +157,19 @@ UNLEARN_SETTINGS = {"target": "cross_attention", "mode": "sequential", "steps_pe
 
 
 def _concepts(nid="c", concepts="cat => animal", retain="a house", templates="a photo of a {}", **links):
-    return {nid: {"class_type": "LoadConceptSet",
-                  "inputs": {"concepts": concepts, "retain_prompts": retain, "templates": templates, **links}}}
+    return e2e.concepts(nid, concepts, retain, templates, **links)
 
 
 def _save(nid, model, fmt, prefix, clip=None, vae=None, rank=320, hash_names=False):
-    inputs = {"model": model, "format": fmt, "filename_prefix": prefix, "lora_rank": rank,
-              "hash_concept_names": hash_names, "embed_workflow": True}
-    if clip:
-        inputs["clip"] = clip
-    if vae:
-        inputs["vae"] = vae
-    return {nid: {"class_type": "SaveUnlearnedModel", "inputs": inputs}}
+    return e2e.save(nid, model, fmt, prefix, clip=clip, vae=vae, rank=rank, hash_names=hash_names,
+                    embed_workflow=True)
 
 
 def _latent(scratch: Path, prefix: str):
-    files = sorted((scratch / "output" / "latents").glob(f"{prefix}_*.latent"))
-    assert files, f"no latent saved under {prefix}"
-    return safetensors_torch.load_file(str(files[-1]))["latent_tensor"]
+    return e2e.saved_latent(scratch, prefix)
 
 
-def _ok(entry: dict) -> dict:
-    err = error_of(entry)
-    assert err is None, f"{err['node_type']}: {err['exception_message']}\n{''.join(err['traceback'][-6:])}"
-    assert entry["status"]["status_str"] == "success"
-    return entry
+_ok = e2e.assert_ok
 
 
 # ---- tests -------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Running a scratch, headless ComfyUI for end-to-end tests, and small API-graph builders.
 
-Used by tests/test_comfyui_sdxl_e2e.py. The server gets a scratch --base-directory whose
+Used by tests/test_comfyui_e2e.py (graph builders) and tests/test_comfyui_sdxl_e2e.py. The server gets a scratch --base-directory whose
 custom_nodes/ links to this repository; helper scripts run with ComfyUI's python from ComfyUI's
 folder. Nothing is downloaded and nothing is written outside the scratch folder.
 """
@@ -123,14 +123,15 @@ def sample(prefix: str, model, clip, nid: str, latent=None, size: int = 64, step
 
 
 def concepts(nid: str, concept_lines: str = "cat => animal", retain: str = "a house",
-             templates: str = "a photo of a {}") -> dict:
+             templates: str = "a photo of a {}", **links) -> dict:
     return {nid: {"class_type": "LoadConceptSet",
-                  "inputs": {"concepts": concept_lines, "retain_prompts": retain, "templates": templates}}}
+                  "inputs": {"concepts": concept_lines, "retain_prompts": retain, "templates": templates, **links}}}
 
 
-def save(nid: str, model, fmt: str, prefix: str, clip=None, vae=None, rank: int = 64) -> dict:
+def save(nid: str, model, fmt: str, prefix: str, clip=None, vae=None, rank: int = 64, hash_names: bool = False,
+         embed_workflow: bool = False) -> dict:
     inputs = {"model": model, "format": fmt, "filename_prefix": prefix, "lora_rank": rank,
-              "hash_concept_names": False, "embed_workflow": False}
+              "hash_concept_names": hash_names, "embed_workflow": embed_workflow}
     if clip:
         inputs["clip"] = clip
     if vae:
