@@ -16,8 +16,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -25,28 +23,19 @@ from pathlib import Path
 
 import pytest
 
-COMFYUI_PATH = os.environ.get("COMFYUI_PATH")
-COMFYUI_PYTHON = os.environ.get("COMFYUI_PYTHON", "python")
 REPO = Path(__file__).resolve().parents[1]
 HELPERS = Path(__file__).resolve().parent / "comfy_helpers"
 
 pytestmark = [pytest.mark.comfyui, pytest.mark.slow]
 
-if not COMFYUI_PATH:
-    pytest.skip("set COMFYUI_PATH to a ComfyUI checkout (and COMFYUI_PYTHON to its python) to run the ComfyUI "
-                "end-to-end tests", allow_module_level=True)
-if not (Path(COMFYUI_PATH) / "main.py").is_file():
-    pytest.skip(f"COMFYUI_PATH={COMFYUI_PATH} has no main.py", allow_module_level=True)
-if shutil.which(COMFYUI_PYTHON) is None and not Path(COMFYUI_PYTHON).is_file():
-    pytest.skip(f"COMFYUI_PYTHON={COMFYUI_PYTHON} is not an executable", allow_module_level=True)
+sys.path.insert(0, str(HELPERS))
+import e2e_support as e2e  # noqa: E402
 
+COMFYUI_PATH, COMFYUI_PYTHON = e2e.comfyui_or_skip("the ComfyUI end-to-end tests")
 requests = pytest.importorskip("requests")
 torch = pytest.importorskip("torch")
 pytest.importorskip("safetensors.torch")
-
-sys.path.insert(0, str(HELPERS))
-import e2e_support as e2e  # noqa: E402
-from client import ComfyClient, PromptRejected, error_of, text_output  # noqa: E402
+from client import PromptRejected, error_of, text_output  # noqa: E402
 
 NODES = ["LoadConceptSet", "ConceptAwareLoss", "DynamicMaskUnlearn", "FewShotTextEncoderForget",
          "SaveUnlearnedModel", "CompareModelWeights", "EvaluateUnlearning"]
@@ -63,34 +52,22 @@ LORA_SAMPLE_RELATIVE_TOLERANCE = 1e-4
 def _close(a, b) -> tuple[bool, float]:
     err = float((a - b).abs().max())
     return err <= LORA_SAMPLE_RELATIVE_TOLERANCE * max(1.0, float(b.abs().max())), err
+
+
 CROSS_ATTENTION = re.compile(r"^diffusion_model\..*\.attn2\.(to_q|to_k|to_v|to_out\.0)\.weight$")
 
 
 def _env() -> dict:
-    env = dict(os.environ)
-    env.update({"OMP_NUM_THREADS": env.get("OMP_NUM_THREADS", "1"), "COMFYUI_PATH": COMFYUI_PATH,
-                "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"})
-    return env
+    return e2e.comfy_env(COMFYUI_PATH)
 
 
-def _helper(script: str, *args: str, timeout: int = TIMEOUT) -> subprocess.CompletedProcess:
-    return subprocess.run(["nice", "-n", "19", COMFYUI_PYTHON, str(HELPERS / script), *args], cwd=COMFYUI_PATH,
-                          env=_env(), capture_output=True, text=True, timeout=timeout)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _helper(script: str, *args: str, timeout: int = TIMEOUT):
+    return e2e.run_helper(COMFYUI_PYTHON, COMFYUI_PATH, script, *args, timeout=timeout)
 
 
 @pytest.fixture(scope="session")
 def scratch(tmp_path_factory) -> Path:
-    base = tmp_path_factory.mktemp("comfy_base")
-    (base / "custom_nodes").mkdir()
-    (base / "custom_nodes" / "comfyui-concept-unlearn").symlink_to(REPO, target_is_directory=True)
-    (base / "models" / "checkpoints").mkdir(parents=True)
-    (base / "input").mkdir()
+    base = e2e.make_scratch(tmp_path_factory.mktemp("comfy_base"))
     proc = _helper("build_tiny_sd15.py", str(base / "models" / "checkpoints" / CKPT))
     assert proc.returncode == 0, proc.stderr[-3000:]
     _write_example_images(base / "input")
@@ -111,33 +88,8 @@ def _write_example_images(folder: Path) -> None:
 
 @pytest.fixture(scope="session")
 def server(scratch):
-    port = _free_port()
-    log = open(scratch / "server.log", "w")
-    proc = subprocess.Popen(["nice", "-n", "19", COMFYUI_PYTHON, "main.py", "--cpu", "--listen", "127.0.0.1",
-                             "--port", str(port), "--disable-auto-launch", "--base-directory", str(scratch)],
-                            cwd=COMFYUI_PATH, env=_env(), stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + TIMEOUT
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError("ComfyUI exited:\n" + (scratch / "server.log").read_text()[-3000:])
-            try:
-                if requests.get(f"{url}/system_stats", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            if time.time() > deadline:
-                raise RuntimeError("ComfyUI did not start in time:\n" + (scratch / "server.log").read_text()[-3000:])
-            time.sleep(1)
-        yield ComfyClient(url, timeout=TIMEOUT)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+    with e2e.comfy_server(COMFYUI_PYTHON, COMFYUI_PATH, scratch, TIMEOUT) as client:
+        yield client
 
 
 # ---- graph builders ----------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Running a scratch, headless ComfyUI for end-to-end tests, and small API-graph builders.
 
-Used by tests/test_comfyui_e2e.py (graph builders) and tests/test_comfyui_sdxl_e2e.py. The server gets a scratch --base-directory whose
-custom_nodes/ links to this repository; helper scripts run with ComfyUI's python from ComfyUI's
+Used by tests/test_comfyui_e2e.py and tests/test_comfyui_sdxl_e2e.py (skip logic, scratch folder,
+server, graph builders). The server gets a scratch --base-directory whose custom_nodes/ links to
+this repository; helper scripts run with ComfyUI's python from ComfyUI's
 folder. Nothing is downloaded and nothing is written outside the scratch folder.
 """
 
