@@ -398,7 +398,7 @@ class ComfyClipTextAdapter:
         tokens = clip.tokenize(PLACEHOLDER)
         self.tokenizer_key = next(iter(tokens)) if isinstance(tokens, dict) else None
         ids = [t for t, _ in self._first_chunk(tokens)]
-        start, end = ids[0], ids[-1]
+        end = ids[-1]
         inner = [t for t in ids[1:] if t != end]
         if len(inner) != 1:
             raise BridgeError(f"the placeholder {PLACEHOLDER!r} is not a single token for this tokenizer")
@@ -465,7 +465,7 @@ class ComfyClipTextAdapter:
 
     def word_embedding(self, text: str) -> torch.Tensor:
         ids = [t for t in self.tokenize([text])[0].tolist()]
-        start, end = ids[0], ids[-1]
+        end = ids[-1]
         inner = [t for t in ids[1:] if t != end] or [end]
         return self.params[self._embedding_name][torch.tensor(inner, device=self.device)].mean(0).detach().clone()
 

@@ -115,24 +115,30 @@ class ConceptAwareLoss(io.ComfyNode):
                                tooltip="Weight of the plain denoising loss on superclass images (keeps the "
                                        "superclass intact). The paper uses 0.25."),
                 io.Float.Input("distillation_weight", default=1.0, min=0.0, max=10.0, step=0.05,
-                               tooltip="Weight of the term keeping earlier-erased concepts and retained prompts at "
-                                       "the model before the current concept. 0 turns it off."),
+                               tooltip="Weight of the term keeping earlier-erased concepts erased and retained "
+                                       "prompts unchanged (see retain_reference). 0 turns it off."),
                 io.Float.Input("esd_negative_guidance", default=1.0, min=0.0, max=20.0, step=0.1,
                                tooltip="Only for kind 'esd': how far the target is pushed away from the concept."),
                 io.Boolean.Input("preserve_unconditional", default=True,
                                  tooltip="Distillation also keeps the empty prompt's prediction unchanged. "
                                          "Classifier-free guidance uses it in every image, so letting it drift "
                                          "changes everything else too. Needs distillation_weight > 0."),
+                io.Combo.Input("retain_reference", options=["base", "teacher"], default="base",
+                               tooltip="What retained prompts and the empty prompt are held at. 'base': the input "
+                                       "model, so drift does not pile up over many concepts erased one after "
+                                       "another. 'teacher': the model before the current concept (the paper's "
+                                       "teacher). Concepts erased earlier are always held at the teacher."),
             ],
             outputs=[UnlearnLossType.Output(display_name="loss", tooltip="Loss settings for Dynamic Mask Unlearn.")],
         )
 
     @classmethod
     def execute(cls, kind, alignment_weight, distillation_weight, esd_negative_guidance,
-                preserve_unconditional=True) -> io.NodeOutput:
+                preserve_unconditional=True, retain_reference="base") -> io.NodeOutput:
         cfg = ConceptAwareLossConfig(kind=kind, alignment_weight=alignment_weight,
                                      distillation_weight=distillation_weight,
                                      esd_negative_guidance=esd_negative_guidance,
-                                     preserve_unconditional=preserve_unconditional)
+                                     preserve_unconditional=preserve_unconditional,
+                                     retain_reference=retain_reference)
         cfg.validate()
         return io.NodeOutput(cfg)

@@ -204,3 +204,36 @@ def test_adversarial_training_against_soft_prompts_runs_and_changes_the_result(a
     assert any(not torch.equal(adv.deltas[n], plain.deltas[n]) for n in plain.deltas)
     with pytest.raises(ValueError, match="adversarial_interval"):
         short_config(adversarial_interval=-1).validate()
+
+
+def test_retained_prompts_are_held_at_the_base_model_and_earlier_concepts_at_the_teacher(adapter, data):
+    """retain_reference="base": the distillation target of retained / empty prompts is the input
+    model's prediction (no drift carried over from earlier concepts); concepts erased earlier stay
+    at the teacher (base + earlier deltas). "teacher" holds everything at the teacher."""
+    from unlearn_core.losses import ConceptAwareLossConfig
+    from unlearn_core.unet_unlearning import _distillation_target
+
+    earlier = unlearn_unet(adapter, ConceptSet(CONCEPTS.concepts[:1], CONCEPTS.retain_prompts), short_config(),
+                           data=data[0][:1], retain=data[1])
+    base = adapter.denoiser_weights()
+    teacher = {n: base[n] + d for n, d in earlier.deltas.items()}
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(4, *adapter.latent_shape, generator=gen)
+    t = torch.randint(0, adapter.num_train_timesteps, (4,), generator=gen)
+    c = adapter.encode_prompts(["a star", "a star", "a circle", ""])
+    with torch.no_grad():
+        at_teacher = adapter.predict_noise(x, t, c, teacher)
+        at_base = adapter.predict_noise(x, t, c)
+        mixed = _distillation_target(adapter, x, t, c, 2, teacher, "base")
+        all_teacher = _distillation_target(adapter, x, t, c, 2, teacher, "teacher")
+    assert not torch.allclose(at_teacher, at_base, atol=1e-6)
+    torch.testing.assert_close(mixed[:2], at_teacher[:2], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(mixed[2:], at_base[2:], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(all_teacher, at_teacher, rtol=1e-5, atol=1e-6)
+
+    # in a sequential run the two references give different second-concept edits
+    runs = [unlearn_unet(adapter, CONCEPTS, short_config(loss=ConceptAwareLossConfig(retain_reference=ref)),
+                         data=data[0], retain=data[1]) for ref in ("base", "teacher")]
+    assert any(not torch.equal(runs[0].deltas[n], runs[1].deltas[n]) for n in runs[0].deltas)
+    with pytest.raises(ValueError, match="retain_reference"):
+        ConceptAwareLossConfig(retain_reference="student").validate()

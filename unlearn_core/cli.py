@@ -95,6 +95,10 @@ def cmd_bench_unet(args) -> int:
         return _merge_bench(args.merge, args.output, markdown_table)
     cfg = UnetBenchConfig(steps_per_concept=args.steps, seed=args.seed, quick=args.quick,
                           eval_images_per_prompt=args.eval_images, measure_overhead=not args.no_overhead)
+    if args.lr is not None:
+        if not args.lr > 0:
+            raise ValueError(f"--lr must be positive, got {args.lr}")
+        cfg.lr = args.lr
     if args.methods:
         cfg.methods = tuple(m.replace("-", "_") for m in args.methods)
     result = run_unet_benchmark(cfg, load_toy_pipeline(), load_toy_classifier(), log=print)
@@ -161,7 +165,7 @@ def cmd_evaluate(args) -> int:
 SD_PRESET = {"steps": 500, "batch_size": 2, "lr": 3e-6, "images_per_concept": 100, "warmup": 50, "update_interval": 100,
              "alignment_weight": 0.25}
 # the `bench unet` settings (alignment 0: see UnetBenchConfig.alignment_weight)
-TOY_PRESET = {"steps": 150, "batch_size": 4, "lr": 1e-3, "images_per_concept": 32, "warmup": 20, "update_interval": 25,
+TOY_PRESET = {"steps": 100, "batch_size": 4, "lr": 1e-3, "images_per_concept": 32, "warmup": 20, "update_interval": 25,
               "alignment_weight": 0.0}
 
 
@@ -400,7 +404,8 @@ def build_parser() -> argparse.ArgumentParser:
     bb.add_argument("--output", default="bench/results/base_model.json")
     bb.set_defaults(func=cmd_bench_base)
     bu = bsub.add_parser("unet", help="UNet methods side by side (writes bench/results/unet.json and .md)")
-    bu.add_argument("--steps", type=int, default=150, help="training steps per concept")
+    bu.add_argument("--steps", type=int, default=100, help="training steps per concept")
+    bu.add_argument("--lr", type=float, default=None, help="learning rate of every method (default: the benchmark's)")
     bu.add_argument("--methods", nargs="*", default=None,
                     help="subset of dynamic-mask paper-code salun esd-x esd-u (default: all)")
     bu.add_argument("--eval-images", type=int, default=16, help="images per object prompt when scoring a model")

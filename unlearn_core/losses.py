@@ -26,11 +26,18 @@ class ConceptAwareLossConfig:
     # classifier-free guidance uses it in every image, so letting it drift changes retained
     # concepts too (toy model, 3 objects erased: retained accuracy 0.56 -> 0.71 with it).
     preserve_unconditional: bool = True
+    # What retained prompts (and the empty prompt) are held at: "base" = the input model, so
+    # drift does not pile up over a long sequential run; "teacher" = base + the deltas of the
+    # concepts erased before this one (the paper's teacher, which carries earlier drift along).
+    # Concepts erased earlier are always held at the teacher, so they stay erased.
+    retain_reference: str = "base"
     esd_negative_guidance: float = 1.0
 
     def validate(self) -> None:
         if self.kind not in ("concept_aware", "esd"):
             raise ValueError(f"loss kind must be 'concept_aware' or 'esd', not {self.kind!r}")
+        if self.retain_reference not in ("base", "teacher"):
+            raise ValueError(f"loss retain_reference must be 'base' or 'teacher', not {self.retain_reference!r}")
         for name in ("alignment_weight", "distillation_weight", "esd_negative_guidance"):
             if getattr(self, name) < 0:
                 raise ValueError(f"loss {name} must be >= 0, got {getattr(self, name)}")

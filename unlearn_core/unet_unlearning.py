@@ -228,7 +228,7 @@ def unlearn_unet(adapter, concept_set: ConceptSet, config: UnetUnlearnConfig | N
                 sidx = sampler.pick(len(d.superclass_latents))
                 xs_t, noise_s, t_s = sampler.noised(d.superclass_latents[sidx])
                 xs.append(xs_t), ts.append(t_s), cs.append(d.superclass_cond[sampler.pick(len(d.superclass_cond))])
-                kd_x, kd_t, kd_c = _distillation_batch(sampler, data, erased_before, retain, d,
+                kd_x, kd_t, kd_c, kd_prev = _distillation_batch(sampler, data, erased_before, retain, d,
                                                        uncond if config.loss.preserve_unconditional else None)
                 use_kd = kd_x is not None and config.loss.distillation_weight > 0
                 if use_kd:
@@ -240,7 +240,8 @@ def unlearn_unet(adapter, concept_set: ConceptSet, config: UnetUnlearnConfig | N
                 terms["alignment"] = config.loss.alignment_weight * alignment_loss(pred[b:s_end], noise_s)
                 if use_kd:
                     with torch.no_grad():
-                        kd_target = adapter.predict_noise(kd_x, kd_t, kd_c, teacher)
+                        kd_target = _distillation_target(adapter, kd_x, kd_t, kd_c, kd_prev, teacher,
+                                                         config.loss.retain_reference)
                     terms["distillation"] = config.loss.distillation_weight * distillation_loss(pred[s_end:], kd_target)
             loss = sum(terms.values())
             grads = torch.autograd.grad(loss, [deltas[n] for n in names])
@@ -293,12 +294,24 @@ def _adversarial_condition(adapter, sampler: _Step, d: ConceptData, start: torch
     return soft.detach()
 
 
+def _distillation_target(adapter, x, t, c, n_prev: int, teacher, retain_reference: str) -> torch.Tensor:
+    """The first `n_prev` rows (concepts erased earlier) are held at the teacher; the rest
+    (retained prompts, empty prompt) at the teacher or at the base model (`weights=None`)."""
+    if retain_reference == "teacher" or teacher is None or n_prev == len(x):
+        return adapter.predict_noise(x, t, c, teacher)
+    rest = adapter.predict_noise(x[n_prev:], t[n_prev:], c[n_prev:], None)
+    if n_prev == 0:
+        return rest
+    return torch.cat([adapter.predict_noise(x[:n_prev], t[:n_prev], c[:n_prev], teacher), rest])
+
+
 def _distillation_batch(sampler: _Step, data: list[ConceptData], erased_before: list[int],
                         retain: RetainData | None, current: ConceptData, uncond: torch.Tensor | None):
-    """Noised latents + conditioning on which the student must match the teacher: images of a
+    """Noised latents + conditioning on which the student must match its reference: images of a
     concept erased earlier (with its own prompt, so it stays erased), retained prompts, and (if
     `uncond` is given) the empty prompt on retained images, or on the current concept's
-    superclass images when there are no retain prompts."""
+    superclass images when there are no retain prompts. The last value is how many leading rows
+    are concepts erased earlier."""
     xs, ts, cs = [], [], []
     if erased_before:
         j = erased_before[int(torch.randint(0, len(erased_before), (1,), generator=sampler.gen))]
@@ -314,5 +327,6 @@ def _distillation_batch(sampler: _Step, data: list[ConceptData], erased_before: 
         x_t, _, t = sampler.noised(pool[sampler.pick(len(pool))])
         xs.append(x_t), ts.append(t), cs.append(uncond.expand(len(x_t), -1, -1))
     if not xs:
-        return None, None, None
-    return torch.cat(xs), torch.cat(ts), torch.cat(cs)
+        return None, None, None, 0
+    n_prev = len(xs[0]) if erased_before else 0
+    return torch.cat(xs), torch.cat(ts), torch.cat(cs), n_prev

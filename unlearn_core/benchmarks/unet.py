@@ -41,7 +41,7 @@ METHODS = ("dynamic_mask", "paper_code", "salun", "esd_x", "esd_u")
 @dataclass
 class UnetBenchConfig:
     methods: tuple[str, ...] = METHODS
-    steps_per_concept: int = 150
+    steps_per_concept: int = 100
     batch_size: int = 4
     lr: float = 1e-3
     images_per_concept: int = 32
