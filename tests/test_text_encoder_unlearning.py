@@ -141,3 +141,23 @@ def test_adversarial_training_relearns_a_token_against_the_current_encoder(text,
         TextEncoderForgetConfig(adversarial_interval=-1).validate()
     with pytest.raises(ValueError, match="include_learned_token"):
         TextEncoderForgetConfig(adversarial_interval=5, include_learned_token=False).validate()
+
+
+def test_ti_loss_prompts_picks_words_and_learned_token_rows():
+    from unlearn_core.text_encoder_unlearning import _ti_loss_rows
+
+    assert _ti_loss_rows(4, 8, 0) == list(range(8))  # 0 = all
+    assert _ti_loss_rows(4, 8, 4) == [0, 1, 4, 5]  # two word prompts, two learned-token prompts
+    assert _ti_loss_rows(4, 8, 3) == [0, 1, 4]
+    assert _ti_loss_rows(4, 4, 2) == [0, 1]  # no learned-token prompts
+    assert _ti_loss_rows(4, 8, 20) == list(range(8))
+    with pytest.raises(ValueError, match="ti_loss_prompts"):
+        TextEncoderForgetConfig(ti_loss_prompts=-1).validate()
+
+
+def test_fewer_ti_loss_prompts_still_train_and_change_the_lora(text, adapter):
+    full = forget_text_encoder(text, adapter, star_set(), TextEncoderForgetConfig(adversarial_interval=0, **SHORT))
+    part = forget_text_encoder(text, adapter, star_set(),
+                               TextEncoderForgetConfig(adversarial_interval=0, ti_loss_prompts=2, **SHORT))
+    assert all("ti_loss" in r for r in part.stats if r["stage"] == "lora")
+    assert any(not torch.allclose(part.deltas()[k], full.deltas()[k]) for k in full.deltas())

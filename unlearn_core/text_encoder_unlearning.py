@@ -64,6 +64,9 @@ class TextEncoderForgetConfig:
     # for the triangle, at about 1.5x the time; 0 = off)
     adversarial_interval: int = 15
     adversarial_steps: int = 30
+    # how many of a LoRA step's prompts also get the UNet-level term (the encoder-level terms use
+    # all of them); half from the concept's words, half from the learned token. 0 = all.
+    ti_loss_prompts: int = 0
     seed: int = 0
 
     def validate(self) -> None:
@@ -71,6 +74,8 @@ class TextEncoderForgetConfig:
             raise ValueError("lora_rank and num_layers must be at least 1")
         if self.steps < 1 or self.ti_steps < 0 or self.batch_size < 1:
             raise ValueError("steps must be >= 1, ti_steps >= 0 and batch_size >= 1")
+        if self.ti_loss_prompts < 0:
+            raise ValueError(f"ti_loss_prompts must be >= 0 (0 = all prompts), got {self.ti_loss_prompts}")
         if self.adversarial_interval < 0 or self.adversarial_steps < 1:
             raise ValueError("adversarial_interval must be >= 0 (0 = off) and adversarial_steps >= 1")
         if self.adversarial_interval and not self.include_learned_token:
@@ -256,11 +261,11 @@ def forget_text_encoder(text: ClipTextAdapter, unet_adapter, concept_set: Concep
         if config.forget_weight > 0:
             terms["forget"] = config.forget_weight * F.mse_loss(hidden, targets)
         if config.ti_weight > 0:
-            n = len(prompts)
-            x_t, _, t = _noised(unet_adapter, latents[c.name], gen, n)
+            rows = _ti_loss_rows(b, len(prompts), config.ti_loss_prompts)
+            x_t, _, t = _noised(unet_adapter, latents[c.name], gen, len(rows))
             with torch.no_grad():
-                target_eps = unet_adapter.predict_noise(x_t, t, targets)
-            terms["ti"] = config.ti_weight * F.mse_loss(unet_adapter.predict_noise(x_t, t, hidden), target_eps)
+                target_eps = unet_adapter.predict_noise(x_t, t, targets[rows])
+            terms["ti"] = config.ti_weight * F.mse_loss(unet_adapter.predict_noise(x_t, t, hidden[rows]), target_eps)
         if retain_target is not None and config.preserve_weight > 0:
             ri = torch.randint(0, len(retain), (b,), generator=gen)
             kept = text.encode([retain[int(i)] for i in ri], weights)
@@ -280,6 +285,17 @@ def forget_text_encoder(text: ClipTextAdapter, unet_adapter, concept_set: Concep
         concepts=[{"name": c.name, "superclass": c.superclass} for c in concept_set.concepts],
         retain_prompts=retain, base_model_hash=base_hash, seconds=seconds,
         seconds_per_concept=seconds / len(names), notes=notes)
+
+
+def _ti_loss_rows(n_words: int, n_prompts: int, limit: int) -> list[int]:
+    """Rows of a LoRA step's prompts (words first, then learned-token prompts) that get the
+    UNet-level term: all, or `limit` split between the two kinds (words get the odd one)."""
+    if limit <= 0 or limit >= n_prompts:
+        return list(range(n_prompts))
+    n_tokens = n_prompts - n_words
+    k_tokens = min(n_tokens, limit // 2)
+    k_words = min(n_words, limit - k_tokens)
+    return list(range(k_words)) + list(range(n_words, n_words + k_tokens))
 
 
 @dataclass
