@@ -151,3 +151,24 @@ def test_bench_real_size_times_both_methods_on_an_sd15_shaped_unet(tmp_path):
     assert (tmp_path / "real_size.md").read_text().count("| dynamic_mask |") == 1
     bad = run("bench", "real-size", "--resolution", "100", "--output", str(tmp_path / "x.json"))
     assert bad.returncode == 2 and "multiple of 64" in bad.stderr and not (tmp_path / "x.json").exists()
+
+
+def test_forget_options_for_the_robust_method_reach_the_config():
+    from unlearn_core.cli import TOY_PRESET, _unet_config_from_args, build_parser
+    from unlearn_core.methods import ROBUST_LR_SCALE
+
+    def config(*flags):
+        raw = ["forget", "--concepts", "c.yaml", "--output", "o", *flags]
+        args = build_parser().parse_args(raw)
+        args.target_given = "--target" in raw
+        return _unet_config_from_args(args)
+
+    robust = config("--method", "dynamic-mask-robust")
+    assert robust.target == "all_linear_conv" and robust.adversarial_interval == 10
+    assert robust.lr == TOY_PRESET["lr"] * ROBUST_LR_SCALE and robust.loss.distillation_weight == 3.0
+    explicit = config("--method", "dynamic-mask-robust", "--lr", "0.002", "--distillation-weight", "0.5",
+                      "--adversarial-interval", "0", "--target", "attention")
+    assert (explicit.lr, explicit.loss.distillation_weight, explicit.adversarial_interval, explicit.target) == \
+        (0.002, 0.5, 0, "attention")
+    plain = config()
+    assert plain.target == "cross_attention" and plain.adversarial_interval == 0 and plain.loss.distillation_weight == 1.0

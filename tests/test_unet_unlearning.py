@@ -237,3 +237,17 @@ def test_retained_prompts_are_held_at_the_base_model_and_earlier_concepts_at_the
     assert any(not torch.equal(runs[0].deltas[n], runs[1].deltas[n]) for n in runs[0].deltas)
     with pytest.raises(ValueError, match="retain_reference"):
         ConceptAwareLossConfig(retain_reference="student").validate()
+
+
+def test_robust_method_edits_every_layer_with_adversarial_training(adapter, data):
+    from unlearn_core.methods import ROBUST_DISTILLATION_WEIGHT
+
+    cfg = method_config("dynamic_mask_robust", short_config(steps_per_concept=4))
+    assert cfg.target == "all_linear_conv" and cfg.adversarial_interval > 0
+    assert cfg.loss.distillation_weight == ROBUST_DISTILLATION_WEIGHT and cfg.mask.kind == "dynamic"
+    cfg.adversarial_interval, cfg.adversarial_steps = 2, 2
+    result = unlearn_unet(adapter, CONCEPTS, cfg, data=data[0], retain=data[1])
+    changed = [n for n, d in result.deltas.items() if d.abs().sum() > 0]
+    # beyond cross-attention: convolutions and self-attention move too
+    assert any("conv" in n for n in changed) and any("attn1" in n for n in changed)
+    assert all(torch.isfinite(d).all() for d in result.deltas.values())

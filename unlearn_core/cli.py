@@ -172,10 +172,12 @@ TOY_PRESET = {"steps": 100, "batch_size": 4, "lr": 1e-3, "images_per_concept": 3
 def _unet_config_from_args(args):
     from .losses import ConceptAwareLossConfig
     from .masks import MaskConfig
-    from .methods import method_config
+    from .methods import ROBUST_LR_SCALE, method_config
     from .unet_unlearning import UnetUnlearnConfig
 
     preset = dict(TOY_PRESET if args.model is None else SD_PRESET)
+    if args.method == "dynamic-mask-robust":
+        preset["lr"] *= ROBUST_LR_SCALE
     for key in preset:
         if getattr(args, key) is not None:
             preset[key] = getattr(args, key)
@@ -184,12 +186,16 @@ def _unet_config_from_args(args):
         lr=preset["lr"], images_per_concept=preset["images_per_concept"], seed=args.seed,
         mask=MaskConfig(density=args.density, warmup_steps=preset["warmup"], update_interval=preset["update_interval"],
                         turnover=args.turnover),
-        loss=ConceptAwareLossConfig(alignment_weight=preset["alignment_weight"],
-                                    distillation_weight=args.distillation_weight),
+        loss=ConceptAwareLossConfig(alignment_weight=preset["alignment_weight"]),
     )
     cfg = method_config(args.method.replace("-", "_"), base)
-    if args.target_given and args.method.startswith("esd"):
+    # explicit flags win over what the method sets
+    if args.target_given and (args.method.startswith("esd") or args.method == "dynamic-mask-robust"):
         cfg.target = args.target
+    if args.distillation_weight is not None:
+        cfg.loss.distillation_weight = args.distillation_weight
+    if args.adversarial_interval is not None:
+        cfg.adversarial_interval = args.adversarial_interval
     return cfg
 
 
@@ -341,23 +347,29 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--concepts", required=True, help="concept-set file (.json, .yaml or .csv)")
     f.add_argument("--output", required=True, help="output folder (must not exist unless --overwrite)")
     f.add_argument("--method", default="dynamic-mask",
-                   choices=["dynamic-mask", "paper-code", "salun", "finetune", "esd-x", "esd-u", "text-encoder"],
-                   help="UNet methods, or text-encoder (few-shot TI + LoRA on the final text-encoder layers)")
+                   choices=["dynamic-mask", "dynamic-mask-robust", "paper-code", "salun", "finetune", "esd-x", "esd-u",
+                            "text-encoder"],
+                   help="UNet methods (dynamic-mask-robust: every layer + soft-prompt adversarial training, "
+                        "resists learned-token and soft-prompt attacks at a cost in retention and time), or "
+                        "text-encoder (few-shot TI + LoRA on the final text-encoder layers)")
     f.add_argument("--images", default=None,
                    help="folder of example images: for one concept, or one sub-folder per concept name")
     f.add_argument("--te-layers", type=int, default=2, help="text-encoder method: final layers that get the LoRA")
     f.add_argument("--clip-skip", type=int, default=0, help="text-encoder method: 0 = last layer conditions the UNet")
     f.add_argument("--adversarial-interval", type=int, default=None,
-                   help="text-encoder method: re-learn an attacker's token against the current encoder every N "
-                        "steps and forget it too (resists the learned-token attack; 0 = off; default: the method's)")
+                   help="adversarial training every N steps (0 = off; default: the method's). text-encoder: "
+                        "re-learn an attacker's token against the current encoder and forget it too; UNet methods: "
+                        "optimise an attacker's soft prompt against the current UNet and erase the concept under it "
+                        "too (on by default only for dynamic-mask-robust, every 10 steps)")
     f.add_argument("--mode", default="sequential", choices=["sequential", "simultaneous"])
     f.add_argument("--target", default="cross_attention",
                    help="layers to edit: cross_attention, attention, all_linear_conv, non_cross_attention or regex:<pattern>")
     f.add_argument("--steps", type=int, default=None,
-                   help="training steps per concept (default: 500 with --model, 150 on the toy model)")
+                   help="training steps per concept (default: 500 with --model, 100 on the toy model)")
     f.add_argument("--batch-size", type=int, default=None, help="default: 2 with --model, 4 on the toy model")
     f.add_argument("--lr", type=float, default=None,
-                   help="learning rate (default: 3e-6, the paper's for SD 1.4, with --model; 1e-3 on the toy model)")
+                   help="learning rate (default: 3e-6, the paper's for SD 1.4, with --model; 1e-3 on the toy model; "
+                        "a tenth of these for dynamic-mask-robust)")
     f.add_argument("--images-per-concept", type=int, default=None,
                    help="images the model generates per concept (default: 100 with --model, 32 on the toy model)")
     f.add_argument("--density", type=float, default=0.5, help="fraction of each matrix the mask trains")
@@ -368,7 +380,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--alignment-weight", type=float, default=None,
                    help="weight of the denoising loss on superclass images (default: 0.25, the paper's, with "
                         "--model; 0 on the toy model, where it cost retention)")
-    f.add_argument("--distillation-weight", type=float, default=1.0)
+    f.add_argument("--distillation-weight", type=float, default=None,
+                   help="weight of the distillation term (default: 1, or 3 for dynamic-mask-robust)")
     f.add_argument("--lora-rank", type=int, default=8)
     f.add_argument("--no-merged", action="store_true", help="do not write the merged model folder")
     f.add_argument("--overwrite", action="store_true")
@@ -429,7 +442,8 @@ def build_parser() -> argparse.ArgumentParser:
                                            "every method (writes bench/results/robustness.json and .md)")
     br.add_argument("--model", default=None, help="diffusers model folder (default: the embedded toy model)")
     br.add_argument("--methods", nargs="*", default=None,
-                    help="subset of base dynamic-mask few-shot-text-encoder salun esd-x esd-u (default: all)")
+                    help="subset of base dynamic-mask dynamic-mask-robust few-shot-text-encoder salun esd-x esd-u "
+                         "(default: all)")
     br.add_argument("--attacks", nargs="*", default=None,
                     help="subset of words paraphrase composition learned-token soft-prompt (default: all)")
     _merge_option(br)

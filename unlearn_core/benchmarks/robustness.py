@@ -23,6 +23,7 @@ from ..attacks import ATTACKS, AttackConfig, prompt_attack, run_attack
 from ..concept_set import ConceptSet
 from ..evaluation import PromptSet, SamplingConfig, evaluate
 from ..masks import MaskConfig
+from ..methods import ROBUST_LR_SCALE
 from ..losses import ConceptAwareLossConfig
 from ..text_encoder_unlearning import TextEncoderForgetConfig, forget_text_encoder, merge_text_encoder_deltas
 from ..toyworld import captions
@@ -36,9 +37,9 @@ from .unet import _object_concept, _style_concept, toy_method_config
 OBJECTS = ("star", "circle", "triangle")
 STYLE = "striped"  # erased onto 'solid'
 SCENARIOS = (("objects", OBJECTS), ("style", (STYLE,)))
-UNET_METHODS = ("dynamic_mask", "salun", "esd_x", "esd_u")
+UNET_METHODS = ("dynamic_mask", "dynamic_mask_robust", "salun", "esd_x", "esd_u")
 TEXT_ENCODER_METHOD = "few_shot_text_encoder"
-METHODS = ("base", "dynamic_mask", TEXT_ENCODER_METHOD, "salun", "esd_x", "esd_u")
+METHODS = ("base", "dynamic_mask", "dynamic_mask_robust", TEXT_ENCODER_METHOD, "salun", "esd_x", "esd_u")
 #: "words" is the concept's plain prompt: the residual accuracy without any attack.
 BENCH_ATTACKS = ("words",) + ATTACKS
 
@@ -86,6 +87,8 @@ class RobustnessBenchConfig:
                                  lr=self.unet_lr, images_per_concept=self.unet_images_per_concept, seed=self.seed,
                                  mask=MaskConfig(**vars(self.mask)),
                                  loss=ConceptAwareLossConfig(alignment_weight=self.alignment_weight))
+        if method == "dynamic_mask_robust":
+            base.lr = self.unet_lr * ROBUST_LR_SCALE
         return toy_method_config(method, base)
 
 
