@@ -50,6 +50,9 @@ def unet_report(result, target_names: list[str], deltas: dict) -> str:
                  f"loss: {cfg['loss']['kind']}, mask: {cfg['mask']['kind']} (density {cfg['mask']['density']})")
     lines.append(f"  steps: {result.train_steps} training + warm-up, lr {cfg['lr']}, batch {cfg['batch_size']}, "
                  f"seed {cfg['seed']}")
+    if cfg.get("adversarial_interval"):
+        lines.append(f"  adversarial training: a soft prompt re-optimised every {cfg['adversarial_interval']} steps "
+                     f"({cfg['adversarial_steps']} attacker steps each)")
     lines.append(f"  time: {result.seconds:.1f} s ({result.seconds_data:.1f} s generating training images, "
                  f"{_fmt(result.seconds_per_step)} s per training step)")
     train = [s for s in result.stats if s["phase"] == "train"]

@@ -97,6 +97,13 @@ class DynamicMaskUnlearn(io.ComfyNode):
                 io.Float.Input("mask_turnover", default=0.2, min=0.0, max=0.99, step=0.01,
                                tooltip="Initial fraction of active entries swapped at each mask update "
                                        "(decays to 0 by a cosine)."),
+                io.Int.Input("adversarial_interval", default=0, min=0, max=100000,
+                             tooltip="Adversarial training against prompt-recovery attacks: every this many steps, "
+                                     "optimise an attacker's soft prompt that brings the concept back from the "
+                                     "current model, and erase the concept under it too. 0 = off. On the toy "
+                                     "world, every 10 steps with target 'all_linear_conv', a tenth of the "
+                                     "learning rate and distillation 3 stopped the learned-token and soft-prompt "
+                                     "attacks, at a cost in retention and ~2x time (README, Robustness)."),
                 io.Int.Input("seed", default=0, min=0, max=2**31 - 1,
                              tooltip="Seed of the training images, noise and timesteps (runs are reproducible)."),
                 UnlearnLossType.Input("loss", optional=True,
@@ -116,13 +123,13 @@ class DynamicMaskUnlearn(io.ComfyNode):
     @classmethod
     def execute(cls, model, clip, concept_set, target, mode, steps_per_concept, learning_rate, batch_size,
                 images_per_concept, retain_images_per_prompt, sampling_steps, sampling_cfg, resolution, mask,
-                mask_density, mask_warmup_steps, mask_update_interval, mask_turnover, seed, loss=None,
-                vae=None) -> io.NodeOutput:
+                mask_density, mask_warmup_steps, mask_update_interval, mask_turnover, adversarial_interval, seed,
+                loss=None, vae=None) -> io.NodeOutput:
         config = UnetUnlearnConfig(
             target=target, mode=mode, steps_per_concept=steps_per_concept, batch_size=batch_size,
             lr=learning_rate, images_per_concept=images_per_concept,
             retain_images_per_prompt=retain_images_per_prompt, sampling_steps=sampling_steps,
-            sampling_guidance=sampling_cfg, seed=seed,
+            sampling_guidance=sampling_cfg, seed=seed, adversarial_interval=adversarial_interval,
             mask=MaskConfig(kind=mask, density=mask_density, warmup_steps=mask_warmup_steps,
                             update_interval=mask_update_interval, turnover=mask_turnover),
             loss=dataclasses.replace(loss) if loss is not None else ConceptAwareLossConfig())

@@ -105,7 +105,8 @@ def _sample(prefix: str, model, clip, latent=None, nid: str = "s", seed: int = 7
 UNLEARN_SETTINGS = {"target": "cross_attention", "mode": "sequential", "steps_per_concept": 4, "learning_rate": 1e-3,
                     "batch_size": 1, "images_per_concept": 2, "retain_images_per_prompt": 1, "sampling_steps": 2,
                     "sampling_cfg": 5.0, "resolution": 64, "mask": "dynamic", "mask_density": 0.5,
-                    "mask_warmup_steps": 2, "mask_update_interval": 2, "mask_turnover": 0.2, "seed": 0}
+                    "mask_warmup_steps": 2, "mask_update_interval": 2, "mask_turnover": 0.2,
+                    "adversarial_interval": 0, "seed": 0}
 
 
 def _concepts(nid="c", concepts="cat => animal", retain="a house", templates="a photo of a {}", **links):
@@ -176,6 +177,22 @@ def test_unlearn_untouched_input_and_targeted_layers(unlearn_run, scratch):
     report = "".join(entry["outputs"]["report"]["text"])
     assert "erased: 'cat' -> 'animal'" in report
     assert entry["outputs"]["plot"]["images"], "no plot image"
+
+
+def test_unlearn_every_layer_with_adversarial_training(server):
+    """The settings of `dynamic_mask_robust` in the node: all linear/conv layers move (not only
+    cross-attention) and the report says the soft-prompt attacker was played."""
+    robust = {**UNLEARN_SETTINGS, "target": "all_linear_conv", "adversarial_interval": 2, "steps_per_concept": 3}
+    graph = {**_loader(), **_concepts(),
+             "u": {"class_type": "DynamicMaskUnlearn", "inputs": {"model": ["1", 0], "clip": ["1", 1],
+                                                                  "concept_set": ["c", 0], **robust}},
+             "cmp": {"class_type": "CompareModelWeights", "inputs": {"model_a": ["1", 0], "model_b": ["u", 0]}},
+             "report": {"class_type": "PreviewAny", "inputs": {"source": ["u", 1]}}}
+    entry = _ok(server.run(graph))
+    changed = json.loads(text_output(entry, "cmp"))["model"]["changed"]
+    # ComfyUI's names: self-attention (attn1) and ResBlock convolutions (in_layers / out_layers)
+    assert any(".attn1." in k for k in changed) and any("_layers." in k for k in changed), changed
+    assert "adversarial training: a soft prompt re-optimised every 2 steps" in "".join(entry["outputs"]["report"]["text"])
 
 
 def test_saved_files_metadata(unlearn_run, scratch):

@@ -50,7 +50,7 @@ SAMPLE_RELATIVE_TOLERANCE = 1e-4
 SETTINGS = {"target": "cross_attention", "mode": "sequential", "steps_per_concept": 3, "learning_rate": 1e-3,
             "batch_size": 1, "images_per_concept": 1, "retain_images_per_prompt": 1, "sampling_steps": 2,
             "sampling_cfg": 5.0, "resolution": 64, "mask": "dynamic", "mask_density": 0.5, "mask_warmup_steps": 1,
-            "mask_update_interval": 2, "mask_turnover": 0.2, "seed": 0}
+            "mask_update_interval": 2, "mask_turnover": 0.2, "adversarial_interval": 0, "seed": 0}
 
 
 def _helper(script: str, *args: str):
@@ -69,9 +69,9 @@ def _assert_close(prefix: str, got, want, base) -> None:
     assert err <= SAMPLE_RELATIVE_TOLERANCE * max(1.0, float(want.abs().max())), (prefix, err, gap)
 
 
-def _unlearn(nid: str, model) -> dict:
+def _unlearn(nid: str, model, **settings) -> dict:
     return {nid: {"class_type": "DynamicMaskUnlearn",
-                  "inputs": {"model": model, "clip": ["1", 1], "concept_set": ["c", 0], **SETTINGS}}}
+                  "inputs": {"model": model, "clip": ["1", 1], "concept_set": ["c", 0], **SETTINGS, **settings}}}
 
 
 def _changed_only_cross_attention(entry: dict, node: str) -> None:
@@ -145,7 +145,8 @@ def test_sdxl_v_prediction_unlearn_and_checkpoint_reload(server, scratch):
     v_model = {"v": {"class_type": "ModelSamplingDiscrete",
                      "inputs": {"model": ["1", 0], "sampling": "v_prediction", "zsnr": False}}}
     graph = {
-        **loader("1", CKPT), **v_model, **concepts("c"), **_unlearn("u", ["v", 0]),
+        # with adversarial training: the attacker's soft prompt is an SDXL conditioning (context + ADM rows)
+        **loader("1", CKPT), **v_model, **concepts("c"), **_unlearn("u", ["v", 0], adversarial_interval=2),
         **sample("sdxl_v/base", ["v", 0], ["1", 1], nid="vb"),
         **sample("sdxl_v/unlearned", ["u", 0], ["1", 1], nid="vu"),
         **save("save_ckpt", ["u", 0], "checkpoint", "sdxl_v/ckpt", clip=["1", 1], vae=["1", 2]),
@@ -154,6 +155,7 @@ def test_sdxl_v_prediction_unlearn_and_checkpoint_reload(server, scratch):
     }
     entry = assert_ok(server.run(graph))
     assert "v_prediction" in "".join(entry["outputs"]["report"]["text"])
+    assert "adversarial training: a soft prompt re-optimised every 2 steps" in "".join(entry["outputs"]["report"]["text"])
     _changed_only_cross_attention(entry, "cmp")
     ckpt = sorted((scratch / "output" / "checkpoints" / "sdxl_v").glob("ckpt_*.safetensors"))
     assert len(ckpt) == 1
