@@ -5,10 +5,10 @@ training data, seeds and scoring; one JSON line per variant with the retained ac
 success rate of the words, learned-token and soft-prompt attacks. This produced the variant table
 of the README's Robustness section (and chose `dynamic_mask_robust`).
 
-    python scripts/sweep_robust_variants.py cross_attention:150:1e-3 all_linear_conv:150:1e-4:10:3
+    python scripts/sweep_robust_variants.py [--retain-images N] cross_attention:150:1e-3 all_linear_conv:150:1e-4:10:3
 
-A variant is TARGET:STEPS:LR[:ADVERSARIAL_INTERVAL[:DISTILLATION_WEIGHT]]. About 10 minutes each
-on one thread.
+A variant is TARGET:STEPS:LR[:ADVERSARIAL_INTERVAL[:DISTILLATION_WEIGHT]]; --retain-images sets the
+images per retain prompt (the benchmark's 4 by default). About 10 minutes each on one thread.
 """
 
 import json
@@ -22,10 +22,11 @@ from unlearn_core.benchmarks.robustness import (OBJECTS, RobustnessBenchConfig, 
 from unlearn_core.toyworld.assets import load_toy_classifier, load_toy_pipeline
 
 
-def main(variants: list[str]) -> None:
+def main(variants: list[str], retain_images: int) -> None:
     torch.set_num_threads(1)
     pipe, classifier = load_toy_pipeline(), load_toy_classifier()
-    cfg = RobustnessBenchConfig(attacks=("words", "learned_token", "soft_prompt"))
+    cfg = RobustnessBenchConfig(attacks=("words", "learned_token", "soft_prompt"),
+                                unet_retain_images_per_prompt=retain_images)
     trainer = _Trainer(pipe, cfg, print)
     bench_config = cfg.unet_config
     for variant in variants:
@@ -51,6 +52,10 @@ def main(variants: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 2:
+    args = sys.argv[1:]
+    retain = 4
+    if args[:1] == ["--retain-images"]:
+        retain, args = int(args[1]), args[2:]
+    if not args:
         sys.exit(__doc__)
-    main(sys.argv[1:])
+    main(args, retain)

@@ -57,6 +57,7 @@ class RobustnessBenchConfig:
     unet_batch_size: int = 4
     unet_lr: float = 1e-3
     unet_images_per_concept: int = 32  # training images the base model generates per concept
+    unet_retain_images_per_prompt: int = 4  # images per retain prompt for the distillation term
     mask: MaskConfig = field(default_factory=lambda: MaskConfig(warmup_steps=20, update_interval=25))
     alignment_weight: float = 0.0  # as in `bench unet` (see UnetBenchConfig.alignment_weight)
     # few-shot text-encoder method (its own defaults; shots come from `attack.shots`)
@@ -129,7 +130,8 @@ class _Trainer:
             data = {n: prepare_concept_data(self.adapter, c, self.cfg.unet_images_per_concept,
                                             seed=self.cfg.seed * 1000 + 17 * i, steps=self.cfg.attack.sampling_steps)
                     for i, (n, c) in enumerate(concepts.items())}
-            retain = prepare_retain_data(self.adapter, self.retain_prompts, 4, seed=self.cfg.seed * 1000 + 999,
+            retain = prepare_retain_data(self.adapter, self.retain_prompts, self.cfg.unet_retain_images_per_prompt,
+                                         seed=self.cfg.seed * 1000 + 999,
                                          steps=self.cfg.attack.sampling_steps)
             self._unet_data = (concepts, data, retain)
             self.log(f"training data for {len(data)} concepts generated in {time.time() - t0:.0f}s")
