@@ -7,7 +7,7 @@ of the README's Robustness section (and chose `dynamic_mask_robust`).
 
     python scripts/sweep_robust_variants.py [--retain-images N] cross_attention:150:1e-3 all_linear_conv:150:1e-4:10:3
 
-A variant is TARGET:STEPS:LR[:ADVERSARIAL_INTERVAL[:DISTILLATION_WEIGHT]]; --retain-images sets the
+A variant is TARGET:STEPS:LR[:ADVERSARIAL_INTERVAL[:DISTILLATION_WEIGHT[:MASK_DENSITY]]]; --retain-images sets the
 images per retain prompt (the benchmark's 4 by default). About 10 minutes each on one thread.
 """
 
@@ -39,6 +39,8 @@ def main(variants: list[str], retain_images: int) -> None:
             c.adversarial_interval = int(extra[0]) if extra else 0
             if len(extra) > 1:
                 c.loss.distillation_weight = float(extra[1])
+            if len(extra) > 2:
+                c.mask.density = float(extra[2])
             return c
 
         cfg.unet_config = variant_config
