@@ -251,3 +251,44 @@ def test_robust_method_edits_every_layer_with_adversarial_training(adapter, data
     # beyond cross-attention: convolutions and self-attention move too
     assert any("conv" in n for n in changed) and any("attn1" in n for n in changed)
     assert all(torch.isfinite(d).all() for d in result.deltas.values())
+
+
+def test_superclass_target_reference_and_guidance(adapter, data):
+    """The concept-aware target: the superclass prediction of the student (the paper) or of the
+    frozen teacher, steered away from the teacher's concept prediction by superclass_guidance g:
+    eps(s) - g * (eps_teacher(c) - eps(s))."""
+    from unlearn_core.losses import ConceptAwareLossConfig as Loss
+    from unlearn_core.unet_unlearning import _superclass_target
+
+    base = adapter.denoiser_weights()
+    names = select_weights(adapter.module_types(), "cross_attention")
+    gen = torch.Generator().manual_seed(1)
+    student = {n: base[n] + 0.05 * torch.randn(base[n].shape, generator=gen) for n in names}
+    x = torch.randn(2, *adapter.latent_shape, generator=gen)
+    t = torch.randint(0, adapter.num_train_timesteps, (2,), generator=gen)
+    s, c = adapter.encode_prompts(["a symbol", "a symbol"]), adapter.encode_prompts(["a star", "a star"])
+    with torch.no_grad():
+        s_student, s_base = adapter.predict_noise(x, t, s, student), adapter.predict_noise(x, t, s)
+        c_base = adapter.predict_noise(x, t, c)  # teacher None = the base model
+        assert not torch.allclose(s_student, s_base, atol=1e-4)
+        for kw, expected in [({}, s_student),
+                             ({"superclass_reference": "teacher"}, s_base),
+                             ({"superclass_guidance": 2.0}, s_student - 2.0 * (c_base - s_student)),
+                             ({"superclass_reference": "teacher", "superclass_guidance": 2.0},
+                              s_base - 2.0 * (c_base - s_base))]:
+            torch.testing.assert_close(_superclass_target(adapter, x, t, s, c, Loss(**kw), student, None), expected,
+                                       rtol=1e-4, atol=1e-5)
+    ConceptAwareLossConfig = Loss
+
+    # in a run, a frozen (teacher) superclass target and guidance each change the edit
+    runs = {name: unlearn_unet(adapter, CONCEPTS, short_config(loss=ConceptAwareLossConfig(**kw)),
+                               data=data[0], retain=data[1])
+            for name, kw in {"student": {}, "teacher": {"superclass_reference": "teacher"},
+                             "guided": {"superclass_reference": "teacher", "superclass_guidance": 1.0}}.items()}
+    for other in ("teacher", "guided"):
+        assert any(not torch.equal(runs["student"].deltas[n], runs[other].deltas[n]) for n in runs["student"].deltas)
+    assert any(not torch.equal(runs["teacher"].deltas[n], runs["guided"].deltas[n]) for n in runs["teacher"].deltas)
+    with pytest.raises(ValueError, match="superclass_reference"):
+        ConceptAwareLossConfig(superclass_reference="base").validate()
+    with pytest.raises(ValueError, match="superclass_guidance"):
+        ConceptAwareLossConfig(superclass_guidance=-1).validate()

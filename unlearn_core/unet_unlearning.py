@@ -218,7 +218,8 @@ def unlearn_unet(adapter, concept_set: ConceptSet, config: UnetUnlearnConfig | N
                 if use_adversarial and step % config.adversarial_interval == 0:
                     adversarial[ci] = _adversarial_condition(adapter, sampler, d, adversarial.get(ci), weights, config)
                 with torch.no_grad():
-                    target = adapter.predict_noise(x_t, t, d.superclass_cond[tmpl], weights)
+                    target = _superclass_target(adapter, x_t, t, d.superclass_cond[tmpl], cond_c, config.loss,
+                                                weights, teacher)
                 xs = [x_t]
                 ts = [t]
                 cs = [cond_c]
@@ -275,6 +276,25 @@ def unlearn_unet(adapter, concept_set: ConceptSet, config: UnetUnlearnConfig | N
         retain_prompts=list(concept_set.retain_prompts), base_model_hash=base_hash,
         seconds=time.time() - t_start, seconds_data=seconds_data, train_steps=train_steps, notes=notes,
     )
+
+
+def _superclass_target(adapter, x_t, t, superclass_cond, concept_cond, loss: ConceptAwareLossConfig,
+                       student, teacher) -> torch.Tensor:
+    """The concept-aware loss's target: the superclass prediction of the student or of the frozen
+    teacher (loss.superclass_reference; teacher None = the base model), steered away from the
+    frozen teacher's prediction for the concept when superclass_guidance > 0. (The concept term
+    must come from a frozen model: the student's own would just chase the target.)"""
+    reference = student if loss.superclass_reference == "student" else teacher
+    g = loss.superclass_guidance
+    if g == 0:
+        return adapter.predict_noise(x_t, t, superclass_cond, reference)
+    if loss.superclass_reference == "teacher":
+        eps_s, eps_c = adapter.predict_noise(torch.cat([x_t, x_t]), torch.cat([t, t]),
+                                             torch.cat([superclass_cond, concept_cond]), teacher).chunk(2)
+    else:
+        eps_s = adapter.predict_noise(x_t, t, superclass_cond, student)
+        eps_c = adapter.predict_noise(x_t, t, concept_cond, teacher)
+    return eps_s - g * (eps_c - eps_s)
 
 
 def _adversarial_condition(adapter, sampler: _Step, d: ConceptData, start: torch.Tensor | None,

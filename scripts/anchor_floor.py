@@ -1,0 +1,45 @@
+"""How often the base model draws a concept when asked for its anchor (superclass) instead.
+
+Both methods erase a concept by pulling it onto its anchor ("a triangle" onto "a polygon"), so the
+anchor's own rate is a floor for what plain anchor-pulling leaves. Prints a table and writes JSON
+(the text-encoder benchmark's word prompts and evaluation seed, 16 and 64 images).
+
+    python scripts/anchor_floor.py [--output bench/results/anchor_floor.json]
+"""
+
+import json
+import sys
+
+import torch
+
+from unlearn_core.benchmarks.text_encoder import _score
+from unlearn_core.toyworld import captions
+from unlearn_core.toyworld.assets import load_toy_classifier, load_toy_pipeline
+from unlearn_core.toyworld.concepts import OBJECT_BY_NAME
+
+CONCEPTS = ("star", "circle", "triangle", "bolt")
+SEED = 4321  # the text-encoder benchmark's evaluation seed
+
+
+def main(output: str) -> None:
+    torch.set_num_threads(2)
+    pipe, classifier = load_toy_pipeline(), load_toy_classifier()
+    rows = []
+    for name in CONCEPTS:
+        obj = OBJECT_BY_NAME[name]
+        prompt = captions.object_prompt(name)
+        anchor = prompt.replace(obj.words[0], obj.superclass)
+        for images in (16, 64):
+            rows.append({"concept": name, "prompt": prompt, "anchor_prompt": anchor, "images": images,
+                         "concept_rate_with_prompt": _score(pipe, classifier, name, [prompt], images, SEED),
+                         "concept_rate_with_anchor": _score(pipe, classifier, name, [anchor], images, SEED)})
+            r = rows[-1]
+            print(f"{name:>9} {images:>3} images: {prompt!r} {r['concept_rate_with_prompt']:.3f}  "
+                  f"{anchor!r} {r['concept_rate_with_anchor']:.3f}", flush=True)
+    with open(output, "w") as f:
+        json.dump({"command": "python scripts/anchor_floor.py", "seed": SEED, "rows": rows}, f, indent=1)
+
+
+if __name__ == "__main__":
+    args = sys.argv[1:]
+    main(args[1] if args[:1] == ["--output"] else "bench/results/anchor_floor.json")
