@@ -8,9 +8,11 @@ accuracy; 16 images per prompt).
 
     python scripts/sweep_text_encoder.py THREADS star,triangle '{"default": {}, "fast": {"ti_steps": 100}}' [--measure]
 
-Settings are fields of TextEncoderForgetConfig.
+Settings are fields of TextEncoderForgetConfig, plus "anchor": the word the concept is erased onto
+(its superclass by default).
 """
 
+import dataclasses
 import json
 import sys
 import time
@@ -31,15 +33,20 @@ def main(threads: int, names: list[str], settings: dict[str, dict], measure: boo
     pipe, classifier = load_toy_pipeline(), load_toy_classifier()
     unet, text = DiffusersAdapter(pipe), ClipTextAdapter(pipe.tokenizer, pipe.text_encoder)
     for label, fields in settings.items():
+        fields = dict(fields)
+        anchor = fields.pop("anchor", None)
         for i, name in enumerate(names):
             concept = _concept(name, 5, seed=31 * i)
+            if anchor:
+                concept = dataclasses.replace(concept, superclass=anchor)
             concept_set = ConceptSet([concept], [captions.object_prompt(o) for o in RETAINED])
             t0 = time.time()
             result = forget_text_encoder(text, unet, concept_set, TextEncoderForgetConfig(**fields))
-            line = {"setting": label, "concept": name, "threads": threads, "seconds": round(time.time() - t0, 1),
+            line = {"setting": label, "concept": name, "anchor": concept.superclass, "threads": threads, "seconds": round(time.time() - t0, 1),
                     "stages": {}}
-            for row in result.stats:
-                line["stages"][row["stage"]] = round(line["stages"].get(row["stage"], 0) + row["seconds"], 1)
+            for row in result.stats:  # rounded once, at the end: a step takes well under 0.1 s
+                line["stages"][row["stage"]] = line["stages"].get(row["stage"], 0) + row["seconds"]
+            line["stages"] = {k: round(v, 1) for k, v in line["stages"].items()}
             if measure:
                 m = _measure(merge_text_encoder_deltas(pipe, result.deltas()), classifier, [concept],
                              TextEncoderBenchConfig(eval_images_per_prompt=16))
