@@ -1,0 +1,75 @@
+"""Where the embedded toy model loses object and style accuracy: its VAE, or its UNet and sampler.
+
+1. VAE round trip: 64 fresh renders per object are encoded and decoded by the toy VAE and scored
+   by the toy classifier. This is the ceiling any UNet could reach through this VAE.
+2. Sampling: `bench base`'s prompts ("a <object>", 16 images each; styled prompts, 2 images each)
+   at several guidance scales (20 DPM-Solver++ steps, the default sampler).
+
+Prints one JSON line per part and writes them all to one file.
+
+    python scripts/base_model_diagnosis.py [--output bench/results/base_model_diagnosis.json] [GUIDANCE ...]
+"""
+
+import json
+import sys
+
+import numpy as np
+import torch
+
+from unlearn_core.adapters.diffusers_adapter import DiffusersAdapter
+from unlearn_core.evaluation import PromptSet, SamplingConfig, evaluate
+from unlearn_core.toyworld import captions
+from unlearn_core.toyworld.assets import load_toy_classifier, load_toy_pipeline
+from unlearn_core.toyworld.classifier import predict, to_tensor
+from unlearn_core.toyworld.concepts import OBJECT_NAMES, STYLES
+from unlearn_core.toyworld.render import render_batch, sample_scenes
+
+RENDERS_PER_OBJECT = 64
+
+
+def vae_round_trip(pipe, classifier) -> dict:
+    adapter = DiffusersAdapter(pipe)
+    objects, style_hits, style_total = {}, 0, 0
+    for i, name in enumerate(OBJECT_NAMES):
+        scenes = sample_scenes(RENDERS_PER_OBJECT, seed=1000 + i, object=name)
+        rendered = to_tensor(render_batch(scenes))
+        predicted = predict(classifier, adapter.decode_latents(adapter.encode_images(rendered)))
+        objects[name] = float(np.mean([p == name for p in predicted.object]))
+        style_hits += sum(p == s.style for p, s in zip(predicted.style, scenes))
+        style_total += len(scenes)
+    return {"renders_per_object": RENDERS_PER_OBJECT, "object_accuracy": objects,
+            "object_accuracy_mean": float(np.mean(list(objects.values()))),
+            "style_accuracy_mean": style_hits / style_total}
+
+
+def sampled(pipe, classifier, guidance: float) -> dict:
+    objects, _ = evaluate(pipe, classifier, [PromptSet(o, [captions.object_prompt(o)]) for o in OBJECT_NAMES],
+                          SamplingConfig(images_per_prompt=16, guidance_scale=guidance))
+    styles, _ = evaluate(pipe, classifier,
+                         [PromptSet(s, [captions.styled_prompt(o, s) for o in OBJECT_NAMES]) for s in STYLES],
+                         SamplingConfig(images_per_prompt=2, guidance_scale=guidance))
+    return {"guidance_scale": guidance, "object_accuracy": objects.concept_accuracy,
+            "object_accuracy_mean": float(np.mean(list(objects.concept_accuracy.values()))),
+            "style_accuracy": styles.concept_accuracy,
+            "style_accuracy_mean": float(np.mean(list(styles.concept_accuracy.values())))}
+
+
+def main(output: str, guidances: list[float]) -> None:
+    torch.set_num_threads(2)
+    pipe, classifier = load_toy_pipeline(), load_toy_classifier()
+    result = {"command": "python scripts/base_model_diagnosis.py " + " ".join(str(g) for g in guidances),
+              "vae_round_trip": vae_round_trip(pipe, classifier), "sampling": []}
+    print(json.dumps({"vae_round_trip": result["vae_round_trip"]}), flush=True)
+    for g in guidances:
+        result["sampling"].append(sampled(pipe, classifier, g))
+        print(json.dumps(result["sampling"][-1]), flush=True)
+    with open(output, "w") as f:
+        json.dump(result, f, indent=1)
+
+
+if __name__ == "__main__":
+    args = sys.argv[1:]
+    out = "bench/results/base_model_diagnosis.json"
+    if args[:1] == ["--output"]:
+        out, args = args[1], args[2:]
+    main(out, [float(a) for a in args] or [2.0, 3.0, 4.0, 5.0])
