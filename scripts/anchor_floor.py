@@ -1,8 +1,11 @@
 """How often the base model draws a concept when asked for its anchor (superclass) instead.
 
 Both methods erase a concept by pulling it onto its anchor ("a triangle" onto "a polygon"), so the
-anchor's own rate is a floor for what plain anchor-pulling leaves. Prints a table and writes JSON
-(the text-encoder benchmark's word prompts and evaluation seed, 16 and 64 images).
+anchor's own rate is a floor for what plain anchor-pulling leaves. The toy world's superclass words
+caption a uniform mix of their four members, so "a polygon" draws a triangle about a quarter of the
+time by construction; a sibling object ("a square") is scored beside it as the alternative anchor.
+Prints a table and writes JSON (the text-encoder benchmark's word prompts and evaluation seed, 16
+and 64 images).
 
     python scripts/anchor_floor.py [--output bench/results/anchor_floor.json]
 """
@@ -18,6 +21,9 @@ from unlearn_core.toyworld.assets import load_toy_classifier, load_toy_pipeline
 from unlearn_core.toyworld.concepts import OBJECT_BY_NAME
 
 CONCEPTS = ("star", "circle", "triangle", "bolt")
+# a member of the same superclass that the base model does not draw like the concept, and that the
+# text-encoder benchmark does not count as retained
+SIBLINGS = {"star": "heart", "circle": "crescent", "triangle": "square", "bolt": "chevron"}
 SEED = 4321  # the text-encoder benchmark's evaluation seed
 
 
@@ -28,14 +34,17 @@ def main(output: str) -> None:
     for name in CONCEPTS:
         obj = OBJECT_BY_NAME[name]
         prompt = captions.object_prompt(name)
-        anchor = prompt.replace(obj.words[0], obj.superclass)
+        anchors = {"superclass": prompt.replace(obj.words[0], obj.superclass),
+                   "sibling": captions.object_prompt(SIBLINGS[name])}
         for images in (16, 64):
-            rows.append({"concept": name, "prompt": prompt, "anchor_prompt": anchor, "images": images,
-                         "concept_rate_with_prompt": _score(pipe, classifier, name, [prompt], images, SEED),
-                         "concept_rate_with_anchor": _score(pipe, classifier, name, [anchor], images, SEED)})
-            r = rows[-1]
-            print(f"{name:>9} {images:>3} images: {prompt!r} {r['concept_rate_with_prompt']:.3f}  "
-                  f"{anchor!r} {r['concept_rate_with_anchor']:.3f}", flush=True)
+            with_prompt = _score(pipe, classifier, name, [prompt], images, SEED)
+            for kind, anchor in anchors.items():
+                rows.append({"concept": name, "prompt": prompt, "anchor_kind": kind, "anchor_prompt": anchor,
+                             "images": images, "concept_rate_with_prompt": with_prompt,
+                             "concept_rate_with_anchor": _score(pipe, classifier, name, [anchor], images, SEED)})
+                r = rows[-1]
+                print(f"{name:>9} {images:>3} images: {prompt!r} {with_prompt:.3f}  "
+                      f"{anchor!r} ({kind}) {r['concept_rate_with_anchor']:.3f}", flush=True)
     with open(output, "w") as f:
         json.dump({"command": "python scripts/anchor_floor.py", "seed": SEED, "rows": rows}, f, indent=1)
 

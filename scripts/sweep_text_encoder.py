@@ -9,7 +9,7 @@ accuracy; 16 images per prompt).
     python scripts/sweep_text_encoder.py THREADS star,triangle '{"default": {}, "fast": {"ti_steps": 100}}' [--measure]
 
 Settings are fields of TextEncoderForgetConfig, plus "anchor": the word the concept is erased onto
-(its superclass by default).
+(its superclass by default), one word for every concept or a {concept: word} map.
 """
 
 import dataclasses
@@ -37,8 +37,9 @@ def main(threads: int, names: list[str], settings: dict[str, dict], measure: boo
         anchor = fields.pop("anchor", None)
         for i, name in enumerate(names):
             concept = _concept(name, 5, seed=31 * i)
-            if anchor:
-                concept = dataclasses.replace(concept, superclass=anchor)
+            word = anchor.get(name) if isinstance(anchor, dict) else anchor
+            if word:
+                concept = dataclasses.replace(concept, superclass=word)
             concept_set = ConceptSet([concept], [captions.object_prompt(o) for o in RETAINED])
             t0 = time.time()
             result = forget_text_encoder(text, unet, concept_set, TextEncoderForgetConfig(**fields))

@@ -9,7 +9,7 @@ retained objects, and the wall time per concept.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -29,6 +29,12 @@ SINGLE_OBJECTS = ("star", "circle", "triangle", "bolt")
 STYLE = ("striped", "solid")
 MULTI = ("star", "circle", "bolt")
 RETAINED = ("hexagon", "semicircle", "cross", "arrow", "zigzag", "hourglass")
+# Scenarios are run twice for our method: erased onto the superclass (the anchor a user reaches for
+# first) and onto a sibling object. The toy world's superclass words caption a uniform mix of their
+# members, so "a polygon" itself draws a triangle about a quarter of the time
+# (bench/results/anchor_floor.json) and pulling a concept onto it cannot go below that; none of
+# these siblings draws its concept (0 of 64) and none is a retained object.
+SIBLING_ANCHORS = {"star": "heart", "circle": "crescent", "triangle": "square", "bolt": "chevron"}
 
 
 @dataclass
@@ -53,6 +59,11 @@ def _concept(name: str, shots: int, seed: int) -> Concept:
     templates = ["a {}", "a photo of a {}", "a drawing of a {}", "a picture of a {}", "{}"]
     return Concept(name, obj.superclass, templates=templates, text=obj.words[0],
                    images=list(render_batch(sample_scenes(shots, seed=seed, object=name))))
+
+
+def _with_sibling_anchor(concept: Concept) -> Concept:
+    sibling = OBJECT_BY_NAME[SIBLING_ANCHORS[concept.name]]
+    return replace(concept, superclass=sibling.name, superclass_text=sibling.words[0])
 
 
 def _word_prompts(name: str) -> list[str]:
@@ -89,16 +100,22 @@ def run_text_encoder_benchmark(cfg: TextEncoderBenchConfig, pipe, classifier, lo
     ua = DiffusersAdapter(pipe)
     ta = ClipTextAdapter(pipe.tokenizer, pipe.text_encoder, clip_skip=cfg.method.clip_skip)
     retain_prompts = [captions.object_prompt(o) for o in RETAINED]
-    scenarios = [(f"single_{n}", [n]) for n in SINGLE_OBJECTS] + [("style", [STYLE[0]]), ("three", list(MULTI))]
-    all_names = list(dict.fromkeys(n for _, names in scenarios for n in names))
+    # (scenario, concepts, anchored on a sibling object instead of the superclass)
+    scenarios = [(f"single_{n}", [n], False) for n in SINGLE_OBJECTS] + [("style", [STYLE[0]], False),
+                                                                          ("three", list(MULTI), False)]
+    scenarios += [(f"single_{n}_sibling_anchor", [n], True) for n in SINGLE_OBJECTS]
+    scenarios += [("three_sibling_anchor", list(MULTI), True)]
+    all_names = list(dict.fromkeys(n for _, names, _ in scenarios for n in names))
     concepts = {n: _concept(n, cfg.shots, seed=cfg.seed * 100 + 31 * i) for i, n in enumerate(all_names)}
 
     base = _measure(pipe, classifier, list(concepts.values()), cfg)
     log(f"base: retained {base['retained_accuracy']:.3f} FID {base['toy_fid']:.2f}")
     rows = []
-    for scenario, names in scenarios:
-        cs = ConceptSet([concepts[n] for n in names], retain_prompts)
-        for method in ("few_shot_lora", "negated_ti"):
+    for scenario, names, sibling in scenarios:
+        erased = [_with_sibling_anchor(concepts[n]) if sibling else concepts[n] for n in names]
+        cs = ConceptSet(erased, retain_prompts)
+        # negated TI has no anchor: its sibling-anchor rows would repeat its superclass rows
+        for method in ("few_shot_lora",) if sibling else ("few_shot_lora", "negated_ti"):
             if method == "few_shot_lora":
                 result = forget_text_encoder(ta, ua, cs, cfg.method)
                 deltas, secs = result.deltas(), result.seconds_per_concept
@@ -108,6 +125,8 @@ def run_text_encoder_benchmark(cfg: TextEncoderBenchConfig, pipe, classifier, lo
             m = _measure(merged, classifier, [concepts[n] for n in names], cfg)
             row = {
                 "method": method, "scenario": scenario, "erased": names,
+                "anchor": {c.name: c.superclass_text or c.superclass for c in erased} if method == "few_shot_lora"
+                else None,
                 "residual_accuracy_words": float(np.mean([m["words"][n] for n in names])),
                 "residual_accuracy_paraphrase": float(np.mean([m["paraphrase"][n] for n in names])),
                 "residual_accuracy_learned_token": float(np.mean([m["learned_token"][n] for n in names])),
