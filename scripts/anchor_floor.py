@@ -15,15 +15,12 @@ import sys
 
 import torch
 
-from unlearn_core.benchmarks.text_encoder import _score
+from unlearn_core.benchmarks.text_encoder import SIBLING_ANCHORS, _score
 from unlearn_core.toyworld import captions
 from unlearn_core.toyworld.assets import load_toy_classifier, load_toy_pipeline
 from unlearn_core.toyworld.concepts import OBJECT_BY_NAME
 
 CONCEPTS = ("star", "circle", "triangle", "bolt")
-# a member of the same superclass that the base model does not draw like the concept, and that the
-# text-encoder benchmark does not count as retained
-SIBLINGS = {"star": "heart", "circle": "crescent", "triangle": "square", "bolt": "chevron"}
 SEED = 4321  # the text-encoder benchmark's evaluation seed
 
 
@@ -35,7 +32,7 @@ def main(output: str) -> None:
         obj = OBJECT_BY_NAME[name]
         prompt = captions.object_prompt(name)
         anchors = {"superclass": prompt.replace(obj.words[0], obj.superclass),
-                   "sibling": captions.object_prompt(SIBLINGS[name])}
+                   "sibling": captions.object_prompt(SIBLING_ANCHORS[name])}
         for images in (16, 64):
             with_prompt = _score(pipe, classifier, name, [prompt], images, SEED)
             for kind, anchor in anchors.items():

@@ -278,10 +278,9 @@ def test_superclass_target_reference_and_guidance(adapter, data):
                               s_base - 2.0 * (c_base - s_base))]:
             torch.testing.assert_close(_superclass_target(adapter, x, t, s, c, Loss(**kw), student, None), expected,
                                        rtol=1e-4, atol=1e-5)
-    ConceptAwareLossConfig = Loss
 
     # in a run, a frozen (teacher) superclass target and guidance each change the edit
-    runs = {name: unlearn_unet(adapter, CONCEPTS, short_config(loss=ConceptAwareLossConfig(**kw)),
+    runs = {name: unlearn_unet(adapter, CONCEPTS, short_config(loss=Loss(**kw)),
                                data=data[0], retain=data[1])
             for name, kw in {"student": {}, "teacher": {"superclass_reference": "teacher"},
                              "guided": {"superclass_reference": "teacher", "superclass_guidance": 1.0}}.items()}
@@ -289,6 +288,6 @@ def test_superclass_target_reference_and_guidance(adapter, data):
         assert any(not torch.equal(runs["student"].deltas[n], runs[other].deltas[n]) for n in runs["student"].deltas)
     assert any(not torch.equal(runs["teacher"].deltas[n], runs["guided"].deltas[n]) for n in runs["teacher"].deltas)
     with pytest.raises(ValueError, match="superclass_reference"):
-        ConceptAwareLossConfig(superclass_reference="base").validate()
+        Loss(superclass_reference="base").validate()
     with pytest.raises(ValueError, match="superclass_guidance"):
-        ConceptAwareLossConfig(superclass_guidance=-1).validate()
+        Loss(superclass_guidance=-1).validate()
