@@ -161,3 +161,39 @@ def test_fewer_ti_loss_prompts_still_train_and_change_the_lora(text, adapter):
                                TextEncoderForgetConfig(adversarial_interval=0, ti_loss_prompts=2, **SHORT))
     assert all("ti_loss" in r for r in part.stats if r["stage"] == "lora")
     assert any(not torch.allclose(part.deltas()[k], full.deltas()[k]) for k in full.deltas())
+
+
+class _BatchSpy:
+    """The real adapter, recording the batch size of every UNet call."""
+
+    def __init__(self, adapter):
+        self._adapter, self.batches = adapter, []
+
+    def __getattr__(self, name):
+        return getattr(self._adapter, name)
+
+    def predict_noise(self, x_t, t, cond, weights=None):
+        self.batches.append(x_t.shape[0])
+        return self._adapter.predict_noise(x_t, t, cond, weights)
+
+
+def test_textual_inversion_batch_sizes_are_separate_settings(text, adapter):
+    spy = _BatchSpy(adapter)
+    cfg = TextEncoderForgetConfig(ti_steps=3, steps=4, batch_size=2, ti_batch_size=3,
+                                  adversarial_interval=2, adversarial_steps=3, adversarial_batch_size=5)
+    forget_text_encoder(text, spy, star_set(), cfg)
+    # stage 1: 3 steps of 3 images; 2 adversarial rounds of 3 steps of 5 images; 4 LoRA steps with
+    # 2 word + 2 learned-token prompts, each a target (no grad) and a trained prediction
+    assert spy.batches == [3] * 3 + [5] * 3 + [4] * 4 + [5] * 3 + [4] * 4
+    for name in ("batch_size", "ti_batch_size", "adversarial_batch_size"):
+        with pytest.raises(ValueError, match=name):
+            TextEncoderForgetConfig(**{name: 0}).validate()
+
+
+def test_fast_settings_halve_the_token_steps_and_double_their_batch():
+    base = TextEncoderForgetConfig(ti_steps=150, adversarial_steps=30, lr=1e-3)
+    fast = base.fast()
+    assert (fast.ti_steps, fast.ti_batch_size, fast.adversarial_steps, fast.adversarial_batch_size) == (75, 8, 15, 8)
+    assert fast.ti_steps * fast.ti_batch_size == base.ti_steps * base.ti_batch_size  # same images seen
+    assert fast.lr == 1e-3 and fast.steps == base.steps and base.ti_steps == 150  # the rest kept, input unchanged
+    fast.validate()

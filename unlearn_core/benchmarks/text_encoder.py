@@ -100,24 +100,30 @@ def run_text_encoder_benchmark(cfg: TextEncoderBenchConfig, pipe, classifier, lo
     ua = DiffusersAdapter(pipe)
     ta = ClipTextAdapter(pipe.tokenizer, pipe.text_encoder, clip_skip=cfg.method.clip_skip)
     retain_prompts = [captions.object_prompt(o) for o in RETAINED]
-    # (scenario, concepts, anchored on a sibling object instead of the superclass)
-    scenarios = [(f"single_{n}", [n], False) for n in SINGLE_OBJECTS] + [("style", [STYLE[0]], False),
-                                                                          ("three", list(MULTI), False)]
-    scenarios += [(f"single_{n}_sibling_anchor", [n], True) for n in SINGLE_OBJECTS]
-    scenarios += [("three_sibling_anchor", list(MULTI), True)]
-    all_names = list(dict.fromkeys(n for _, names, _ in scenarios for n in names))
+    # (scenario, concepts, anchored on a sibling object instead of the superclass, method overrides)
+    scenarios = [(f"single_{n}", [n], False, {}) for n in SINGLE_OBJECTS]
+    scenarios += [("style", [STYLE[0]], False, {}), ("three", list(MULTI), False, {})]
+    scenarios += [(f"single_{n}_sibling_anchor", [n], True, {}) for n in SINGLE_OBJECTS]
+    scenarios += [("three_sibling_anchor", list(MULTI), True, {})]
+    # A style's few shots are objects drawn in that style, so the adversarial token also learns the
+    # objects, and forgetting it costs them; this row shows the style without adversarial rounds.
+    scenarios += [("style_no_adversarial", [STYLE[0]], False, {"adversarial_interval": 0})]
+    # TextEncoderForgetConfig.fast(): half the textual-inversion steps at twice the batch
+    fast = {k: v for k, v in asdict(cfg.method.fast()).items() if v != getattr(cfg.method, k)}
+    scenarios += [("three_sibling_anchor_fast", list(MULTI), True, fast)]
+    all_names = list(dict.fromkeys(n for _, names, _, _ in scenarios for n in names))
     concepts = {n: _concept(n, cfg.shots, seed=cfg.seed * 100 + 31 * i) for i, n in enumerate(all_names)}
 
     base = _measure(pipe, classifier, list(concepts.values()), cfg)
     log(f"base: retained {base['retained_accuracy']:.3f} FID {base['toy_fid']:.2f}")
     rows = []
-    for scenario, names, sibling in scenarios:
+    for scenario, names, sibling, overrides in scenarios:
         erased = [_with_sibling_anchor(concepts[n]) if sibling else concepts[n] for n in names]
         cs = ConceptSet(erased, retain_prompts)
-        # negated TI has no anchor: its sibling-anchor rows would repeat its superclass rows
-        for method in ("few_shot_lora",) if sibling else ("few_shot_lora", "negated_ti"):
+        # negated TI has no anchor and no adversarial rounds: those rows would repeat its others
+        for method in ("few_shot_lora",) if sibling or overrides else ("few_shot_lora", "negated_ti"):
             if method == "few_shot_lora":
-                result = forget_text_encoder(ta, ua, cs, cfg.method)
+                result = forget_text_encoder(ta, ua, cs, replace(cfg.method, **overrides))
                 deltas, secs = result.deltas(), result.seconds_per_concept
             else:
                 deltas, secs = negated_ti_forget(ta, ua, cs, cfg.baseline)
@@ -136,6 +142,7 @@ def run_text_encoder_benchmark(cfg: TextEncoderBenchConfig, pipe, classifier, lo
                 "retained_accuracy": m["retained_accuracy"], "base_retained_accuracy": base["retained_accuracy"],
                 "toy_fid": m["toy_fid"], "base_toy_fid": base["toy_fid"], "seconds_per_concept": secs,
                 "per_concept": {n: {k: m[k][n] for k in ("words", "paraphrase", "learned_token")} for n in names},
+                "method_overrides": overrides if method == "few_shot_lora" else {},
             }
             rows.append(row)
             log(f"{method:>13} {scenario:>15}: words {row['residual_accuracy_words']:.3f} paraphrase "
