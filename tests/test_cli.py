@@ -172,3 +172,18 @@ def test_forget_options_for_the_robust_method_reach_the_config():
         (0.002, 0.5, 0, "attention")
     plain = config()
     assert plain.target == "cross_attention" and plain.adversarial_interval == 0 and plain.loss.distillation_weight == 1.0
+
+
+def test_forget_fast_flag_reaches_the_text_encoder_config():
+    from unlearn_core.cli import _text_encoder_config_from_args, build_parser
+    from unlearn_core.text_encoder_unlearning import TextEncoderForgetConfig
+
+    def config(*flags):
+        return _text_encoder_config_from_args(build_parser().parse_args(
+            ["forget", "--method", "text-encoder", "--concepts", "c.yaml", "--output", "o", *flags]))
+
+    default, fast = config(), config("--fast", "--adversarial-interval", "10")
+    assert default.ti_steps == TextEncoderForgetConfig.ti_steps and default.ti_batch_size == TextEncoderForgetConfig.ti_batch_size
+    assert (fast.ti_steps, fast.ti_batch_size) == (default.ti_steps // 2, 2 * default.ti_batch_size)
+    assert (fast.adversarial_steps, fast.adversarial_batch_size, fast.adversarial_interval) == \
+        (default.adversarial_steps // 2, 2 * default.adversarial_batch_size, 10)
