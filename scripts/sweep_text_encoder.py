@@ -9,7 +9,10 @@ accuracy; 16 images per prompt).
     python scripts/sweep_text_encoder.py THREADS star,triangle '{"default": {}, "fast": {"ti_steps": 100}}' [--measure]
 
 Settings are fields of TextEncoderForgetConfig, plus "anchor": the word the concept is erased onto
-(its superclass by default), one word for every concept or a {concept: word} map.
+(its superclass by default), one word for every concept or a {concept: word} map; "templates": the
+concept's prompt templates (a list with one "{}" each, replacing the benchmark's); "shots_seed": the
+seed its five shots are rendered from (default 31 * its position in the list; the benchmark's
+`striped` uses 124).
 """
 
 import dataclasses
@@ -35,11 +38,15 @@ def main(threads: int, names: list[str], settings: dict[str, dict], measure: boo
     for label, fields in settings.items():
         fields = dict(fields)
         anchor = fields.pop("anchor", None)
+        templates = fields.pop("templates", None)
+        shots_seed = fields.pop("shots_seed", None)
         for i, name in enumerate(names):
-            concept = _concept(name, 5, seed=31 * i)
+            concept = _concept(name, 5, seed=31 * i if shots_seed is None else shots_seed)
             word = anchor.get(name) if isinstance(anchor, dict) else anchor
             if word:
                 concept = dataclasses.replace(concept, superclass=word)
+            if templates:
+                concept = dataclasses.replace(concept, templates=list(templates))
             concept_set = ConceptSet([concept], [captions.object_prompt(o) for o in RETAINED])
             t0 = time.time()
             result = forget_text_encoder(text, unet, concept_set, TextEncoderForgetConfig(**fields))
