@@ -15,6 +15,9 @@ from .progress import Progress, should_cancel
 from .reporting import plot_stats
 from .unet_nodes import with_denoiser_latents
 
+# the node's defaults are the library's, so the two cannot drift apart
+DEFAULTS = TextEncoderForgetConfig()
+
 
 def text_encoder_report(result, clip_name: str, used_layer: int) -> str:
     lines = ["Few-shot text-encoder forgetting (textual inversion + LoRA on the final layers)"]
@@ -25,6 +28,10 @@ def text_encoder_report(result, clip_name: str, used_layer: int) -> str:
                  f"layer(s) ({len(result.lora)} linear layers), rank {cfg['lora_rank']}, alpha {cfg['lora_alpha']}")
     lines.append(f"  weights: forget {cfg['forget_weight']}, textual inversion {cfg['ti_weight']}, "
                  f"preserve {cfg['preserve_weight']}; learned token used: {cfg['include_learned_token']}")
+    rounds = (f"every {cfg['adversarial_interval']} LoRA steps, {cfg['adversarial_steps']} step(s) x "
+              f"{cfg['adversarial_batch_size']} images" if cfg["adversarial_interval"] else "off")
+    lines.append(f"  textual inversion: {cfg['ti_steps']} step(s) x {cfg['ti_batch_size']} images; adversarial "
+                 f"rounds: {rounds}; LoRA: {cfg['steps']} step(s) x {cfg['batch_size']} prompts per concept")
     lines.append(f"  time: {result.seconds:.1f} s ({result.seconds_per_concept:.1f} s per concept)")
     lora_rows = [s for s in result.stats if s.get("stage") == "lora"]
     if lora_rows:
@@ -55,36 +62,45 @@ class FewShotTextEncoderForget(io.ComfyNode):
                 io.Vae.Input("vae", tooltip="The VAE (frozen), used to encode the example images."),
                 ConceptSetType.Input("concept_set", tooltip="Concepts with 4-5 example images each "
                                                             "(Load Concept Set with 'images' connected)."),
-                io.Int.Input("num_layers", default=2, min=1, max=48,
-                             tooltip="How many final encoder layers (up to the conditioning layer) get the LoRA."),
-                io.Int.Input("lora_rank", default=4, min=1, max=256, tooltip="Rank of the LoRA."),
-                io.Float.Input("lora_alpha", default=4.0, min=0.01, max=1024.0, step=0.5,
+                io.Int.Input("num_layers", default=DEFAULTS.num_layers, min=1, max=48,
+                             tooltip="How many final encoder layers (up to the conditioning layer) get the LoRA; "
+                                     "an encoder with fewer gets all of its layers."),
+                io.Int.Input("lora_rank", default=DEFAULTS.lora_rank, min=1, max=256, tooltip="Rank of the LoRA."),
+                io.Float.Input("lora_alpha", default=DEFAULTS.lora_alpha, min=0.01, max=1024.0, step=0.5,
                                tooltip="LoRA scale numerator (scale = alpha / rank)."),
-                io.Int.Input("ti_steps", default=150, min=0, max=10000,
+                io.Int.Input("ti_steps", default=DEFAULTS.ti_steps, min=0, max=10000,
                              tooltip="Textual-inversion steps learning the concept's token from the images."),
-                io.Float.Input("ti_learning_rate", default=5e-3, min=1e-7, max=1.0, step=1e-4, round=False,
+                io.Float.Input("ti_learning_rate", default=DEFAULTS.ti_lr, min=1e-7, max=1.0, step=1e-4, round=False,
                                tooltip="Learning rate of the textual inversion."),
-                io.Int.Input("steps", default=150, min=1, max=100000, tooltip="LoRA training steps per concept."),
-                io.Float.Input("learning_rate", default=2e-3, min=1e-8, max=1.0, step=1e-4, round=False,
+                io.Int.Input("steps", default=DEFAULTS.steps, min=1, max=100000,
+                             tooltip="LoRA training steps per concept."),
+                io.Float.Input("learning_rate", default=DEFAULTS.lr, min=1e-8, max=1.0, step=1e-4, round=False,
                                tooltip="Learning rate of the LoRA."),
-                io.Int.Input("batch_size", default=4, min=1, max=64, tooltip="Prompts/images per step."),
-                io.Float.Input("forget_weight", default=1.0, min=0.0, max=100.0, step=0.1,
+                io.Int.Input("batch_size", default=DEFAULTS.batch_size, min=1, max=64,
+                             tooltip="Prompts per LoRA step (each with a word prompt and a learned-token "
+                                     "prompt)."),
+                io.Float.Input("forget_weight", default=DEFAULTS.forget_weight, min=0.0, max=100.0, step=0.1,
                                tooltip="Weight of the embedding-space term mapping the concept onto the superclass."),
-                io.Float.Input("ti_weight", default=1.0, min=0.0, max=100.0, step=0.1,
+                io.Float.Input("ti_weight", default=DEFAULTS.ti_weight, min=0.0, max=100.0, step=0.1,
                                tooltip="Weight of the noise-space term on the example images (the UNet's "
                                        "prediction under the concept is pulled onto the superclass's)."),
-                io.Float.Input("preserve_weight", default=1.0, min=0.0, max=100.0, step=0.1,
+                io.Float.Input("preserve_weight", default=DEFAULTS.preserve_weight, min=0.0, max=100.0, step=0.1,
                                tooltip="Weight of the term keeping retained prompts' encodings unchanged."),
-                io.Boolean.Input("include_learned_token", default=True,
+                io.Boolean.Input("include_learned_token", default=DEFAULTS.include_learned_token,
                                  tooltip="Also forget the learned token (resists textual-inversion recovery)."),
-                io.Int.Input("adversarial_interval", default=TextEncoderForgetConfig.adversarial_interval, min=0,
+                io.Int.Input("adversarial_interval", default=DEFAULTS.adversarial_interval, min=0,
                              max=10000,
                              tooltip="Every N LoRA steps, re-learn an attacker's token against the encoder as it "
                                      "is now and forget that too (adversarial training against textual-inversion "
                                      "recovery; costs extra steps). 0 = off."),
                 io.Int.Input("resolution", default=512, min=64, max=2048, step=64,
                              tooltip="Side in pixels the example images are resized (centre crop) to."),
-                io.Int.Input("seed", default=0, min=0, max=2**31 - 1, tooltip="Seed of the run (reproducible)."),
+                io.Int.Input("seed", default=DEFAULTS.seed, min=0, max=2**31 - 1,
+                             tooltip="Seed of the run (reproducible)."),
+                # last and optional, so graphs saved before it existed still load and validate
+                io.Boolean.Input("fast", default=False, optional=True,
+                                 tooltip="Half the textual-inversion steps (ti_steps and the adversarial rounds) at "
+                                         "twice the images per step: the same images seen in less time."),
             ],
             outputs=[
                 io.Clip.Output(display_name="clip", tooltip="A copy of the CLIP with the concept forgotten "
@@ -97,13 +113,15 @@ class FewShotTextEncoderForget(io.ComfyNode):
     @classmethod
     def execute(cls, clip, model, vae, concept_set, num_layers, lora_rank, lora_alpha, ti_steps, ti_learning_rate,
                 steps, learning_rate, batch_size, forget_weight, ti_weight, preserve_weight, include_learned_token,
-                adversarial_interval, resolution, seed) -> io.NodeOutput:
+                adversarial_interval, resolution, seed, fast=False) -> io.NodeOutput:
         config = TextEncoderForgetConfig(num_layers=num_layers, lora_rank=lora_rank, lora_alpha=lora_alpha,
                                          ti_steps=ti_steps, ti_lr=ti_learning_rate, steps=steps, lr=learning_rate,
                                          batch_size=batch_size, forget_weight=forget_weight, ti_weight=ti_weight,
                                          preserve_weight=preserve_weight,
                                          include_learned_token=include_learned_token,
                                          adversarial_interval=adversarial_interval, seed=seed)
+        if fast:
+            config = config.fast()
         config.validate()
         concept_set.validate(check_files=True)
         single_text_encoder_name(clip)  # refuses SDXL's two encoders before any model is loaded

@@ -137,6 +137,18 @@ def test_nodes_registered_with_tooltips(server):
                 assert len(spec) > 1 and spec[1].get("tooltip"), f"{name}.{inp} has no tooltip"
     assert info["SaveUnlearnedModel"]["output_node"] is True
     assert info["EvaluateUnlearning"]["output_node"] is True
+    # the few-shot node's defaults are the library's
+    from unlearn_core.text_encoder_unlearning import TextEncoderForgetConfig
+
+    defaults, spec = TextEncoderForgetConfig(), info["FewShotTextEncoderForget"]["input"]
+    fields = {"num_layers": "num_layers", "lora_rank": "lora_rank", "lora_alpha": "lora_alpha", "ti_steps": "ti_steps",
+              "ti_learning_rate": "ti_lr", "steps": "steps", "learning_rate": "lr", "batch_size": "batch_size",
+              "forget_weight": "forget_weight", "ti_weight": "ti_weight", "preserve_weight": "preserve_weight",
+              "include_learned_token": "include_learned_token", "adversarial_interval": "adversarial_interval",
+              "seed": "seed"}
+    for inp, field in fields.items():
+        assert spec["required"][inp][1]["default"] == getattr(defaults, field), inp
+    assert spec["optional"]["fast"][1]["default"] is False
 
 
 @pytest.fixture(scope="session")
@@ -316,14 +328,24 @@ def test_few_shot_text_encoder_forget_and_lora_roundtrip(server, scratch):
     graph["b012"] = {"class_type": "ImageBatch", "inputs": {"image1": ["b01", 0], "image2": ["img2", 0]}}
     graph["b0123"] = {"class_type": "ImageBatch", "inputs": {"image1": ["b012", 0], "image2": ["img3", 0]}}
     graph.update(_concepts(concepts="cat => animal", images=["b0123", 0]))
+    # "fast" is optional (FEWSHOT_SETTINGS, used by the other graphs, leaves it out); here it is on
     graph["f"] = {"class_type": "FewShotTextEncoderForget", "inputs": {
-        "clip": ["1", 1], "model": ["1", 0], "vae": ["1", 2], "concept_set": ["c", 0], **FEWSHOT_SETTINGS}}
+        "clip": ["1", 1], "model": ["1", 0], "vae": ["1", 2], "concept_set": ["c", 0], **FEWSHOT_SETTINGS,
+        "fast": True}}
+    graph["te_report"] = {"class_type": "PreviewAny", "inputs": {"source": ["f", 1]}}
     graph.update(_save("save_te", ["1", 0], "lora", "e2e/te_lora", clip=["f", 0], rank=16))
     graph["cmp"] = {"class_type": "CompareModelWeights", "inputs": {"model_a": ["1", 0], "model_b": ["1", 0],
                                                                     "clip_a": ["1", 1], "clip_b": ["f", 0]}}
     graph.update(_sample("e2e/te_forgot", ["1", 0], ["f", 0], nid="tf"))
     graph.update(_sample("e2e/te_base", ["1", 0], ["1", 1], nid="tb"))
     entry = _ok(server.run(graph))
+    # fast: half of ti_steps=3 and of the default adversarial steps, each at twice the default images
+    from unlearn_core.text_encoder_unlearning import TextEncoderForgetConfig
+
+    fast = TextEncoderForgetConfig(ti_steps=3).fast()
+    report = text_output(entry, "te_report")
+    assert f"textual inversion: 1 step(s) x {fast.ti_batch_size} images" in report, report
+    assert f"{fast.adversarial_steps} step(s) x {fast.adversarial_batch_size} images" in report, report
     cmp = json.loads(text_output(entry, "cmp"))
     assert cmp["model"]["changed"] == {}
     changed = sorted(cmp["clip"]["changed"])

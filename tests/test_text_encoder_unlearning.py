@@ -191,7 +191,8 @@ def test_textual_inversion_batch_sizes_are_separate_settings(text, adapter):
 
 
 def test_fast_settings_halve_the_token_steps_and_double_their_batch():
-    base = TextEncoderForgetConfig(ti_steps=150, adversarial_steps=30, lr=1e-3)
+    base = TextEncoderForgetConfig(ti_steps=150, ti_batch_size=4, adversarial_steps=30, adversarial_batch_size=4,
+                                   lr=1e-3)
     fast = base.fast()
     assert (fast.ti_steps, fast.ti_batch_size, fast.adversarial_steps, fast.adversarial_batch_size) == (75, 8, 15, 8)
     assert fast.ti_steps * fast.ti_batch_size == base.ti_steps * base.ti_batch_size  # same images seen

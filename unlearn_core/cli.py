@@ -227,8 +227,9 @@ def _attach_images(concept_set, folder: str | None):
 def _text_encoder_config_from_args(args):
     from .text_encoder_unlearning import TextEncoderForgetConfig
 
-    cfg = TextEncoderForgetConfig(num_layers=args.te_layers, lora_rank=args.lora_rank, lora_alpha=float(args.lora_rank),
+    cfg = TextEncoderForgetConfig(lora_rank=args.lora_rank, lora_alpha=float(args.lora_rank),
                                   clip_skip=args.clip_skip, seed=args.seed,
+                                  **({"num_layers": args.te_layers} if args.te_layers is not None else {}),
                                   **({"steps": args.steps} if args.steps is not None else {}),
                                   **({"adversarial_interval": args.adversarial_interval}
                                      if args.adversarial_interval is not None else {}))
@@ -361,11 +362,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "text-encoder (few-shot TI + LoRA on the final text-encoder layers)")
     f.add_argument("--images", default=None,
                    help="folder of example images: for one concept, or one sub-folder per concept name")
-    f.add_argument("--te-layers", type=int, default=2, help="text-encoder method: final layers that get the LoRA")
+    f.add_argument("--te-layers", type=int, default=None,
+                   help="text-encoder method: final layers that get the LoRA (default 4, or all if fewer)")
     f.add_argument("--clip-skip", type=int, default=0, help="text-encoder method: 0 = last layer conditions the UNet")
     f.add_argument("--fast", action="store_true",
                    help="text-encoder method: half the textual-inversion steps at twice the images per step "
-                        "(about 0.8x the time; forgetting a little weaker on some concepts, see the README)")
+                        "(less time; see the README's benchmark row three_sibling_anchor_fast)")
     f.add_argument("--adversarial-interval", type=int, default=None,
                    help="adversarial training every N steps (0 = off; default: the method's). text-encoder: "
                         "re-learn an attacker's token against the current encoder and forget it too; UNet methods: "
