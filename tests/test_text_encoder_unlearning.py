@@ -51,6 +51,16 @@ def test_clip_skip_moves_the_final_layers(toy_pipe, adapter):
         skipped.final_layer_names(skipped.num_layers)
 
 
+def test_more_layers_than_the_encoder_has_up_to_the_used_one_means_all_of_them(toy_pipe, adapter):
+    skipped = ClipTextAdapter(toy_pipe.tokenizer, toy_pipe.text_encoder, clip_skip=1)
+    cfg = TextEncoderForgetConfig(num_layers=skipped.num_layers, adversarial_interval=0, **SHORT)
+    result = forget_text_encoder(skipped, adapter, star_set(), cfg)
+    layers = {int(m.split("layers.")[1].split(".")[0]) for m in result.lora}
+    assert layers == set(range(skipped.used_layer + 1))  # every layer up to the used one, none after
+    assert result.config["num_layers"] == skipped.used_layer + 1 and cfg.num_layers == skipped.num_layers
+    assert any("the LoRA is on all of them" in n for n in result.notes)
+
+
 def test_same_seed_same_lora(text, adapter):
     a = forget_text_encoder(text, adapter, star_set(), TextEncoderForgetConfig(**SHORT))
     b = forget_text_encoder(text, adapter, star_set(), TextEncoderForgetConfig(**SHORT))
