@@ -93,10 +93,10 @@ def few_shot_text_encoder_lora():
             "concepts": "my character => person", "retain_prompts": "a photo of a woman\na photo of a man\na cat",
             "templates": "a {}\na photo of a {}\na drawing of a {}", "images": ["8", 0]}},
         "10": {"class_type": "FewShotTextEncoderForget", "inputs": {
-            "clip": ["1", 1], "model": ["1", 0], "vae": ["1", 2], "concept_set": ["9", 0], "num_layers": 2,
-            "lora_rank": 4, "lora_alpha": 4.0, "ti_steps": 150, "ti_learning_rate": 5e-3, "steps": 150,
-            "learning_rate": 2e-3, "batch_size": 4, "forget_weight": 1.0, "ti_weight": 1.0, "preserve_weight": 1.0,
-            "include_learned_token": True, "adversarial_interval": 15, "resolution": 512, "seed": 0}},
+            "clip": ["1", 1], "model": ["1", 0], "vae": ["1", 2], "concept_set": ["9", 0], "num_layers": 4,
+            "lora_rank": 4, "lora_alpha": 4.0, "ti_steps": 75, "ti_learning_rate": 5e-3, "steps": 150,
+            "learning_rate": 2e-3, "batch_size": 4, "forget_weight": 1.0, "ti_weight": 1.0, "preserve_weight": 3.0,
+            "include_learned_token": True, "adversarial_interval": 15, "resolution": 512, "seed": 0, "fast": False}},
         "11": {"class_type": "SaveUnlearnedModel", "inputs": {
             "model": ["1", 0], "format": "lora", "filename_prefix": "unlearned/forget_my_character", "lora_rank": 64,
             "hash_concept_names": True, "embed_workflow": False, "clip": ["10", 0]}},
