@@ -69,3 +69,51 @@ def test_merge_takes_the_overhead_timing_from_the_part_that_measured_it(tmp_path
     del data["mask_overhead_ratio"]
     a.write_text(json.dumps(data))
     assert merge_partial_results([a, _part(tmp_path, "b", ["esd_x"])])["mask_overhead_ratio"] == 1.02
+
+
+def _robustness_result(tmp_path, name, methods, te_steps=150, base_retained=0.75, score=0.5):
+    import json
+
+    rows = [{"method": m, "scenario": s, "attack": "words", "attack_success_rate": score if m == "few_shot_text_encoder"
+             else 0.1, "base_retained_accuracy": base_retained} for m in methods for s in ("objects", "style")]
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps({"command": f"bench {name}", "rows": rows,
+                                "settings": {"methods": methods, "unet_lr": 1e-3, "text_encoder": {"steps": te_steps}}}))
+    return path
+
+
+def test_replacing_one_methods_rows_keeps_the_others_and_their_order(tmp_path):
+    from unlearn_core.benchmarks.results import replace_method_rows
+    from unlearn_core.benchmarks.robustness import METHOD_SETTINGS
+
+    old = _robustness_result(tmp_path, "all", ["base", "few_shot_text_encoder", "salun"])
+    rerun = _robustness_result(tmp_path, "te", ["few_shot_text_encoder"], te_steps=75, score=0.0)
+    merged = replace_method_rows(old, rerun, METHOD_SETTINGS)
+    assert [(r["method"], r["scenario"]) for r in merged["rows"]] == [
+        ("base", "objects"), ("base", "style"), ("few_shot_text_encoder", "objects"), ("few_shot_text_encoder", "style"),
+        ("salun", "objects"), ("salun", "style")]
+    assert all(r["attack_success_rate"] == 0.0 for r in merged["rows"] if r["method"] == "few_shot_text_encoder")
+    assert merged["settings"]["text_encoder"] == {"steps": 75} and merged["settings"]["methods"] == [
+        "base", "few_shot_text_encoder", "salun"]
+    assert merged["partial_commands"] == ["bench all", "bench te"]
+    assert merged["replaced_methods"] == [{"methods": ["few_shot_text_encoder"], "command": "bench te"}]
+
+
+def test_replacing_rows_refuses_other_shared_settings_another_base_or_an_unknown_method(tmp_path):
+    import json
+
+    from unlearn_core.benchmarks.results import replace_method_rows
+    from unlearn_core.benchmarks.robustness import METHOD_SETTINGS
+
+    old = _robustness_result(tmp_path, "all", ["base", "few_shot_text_encoder"])
+    other_base = _robustness_result(tmp_path, "b", ["few_shot_text_encoder"], base_retained=0.5)
+    with pytest.raises(ValueError, match="other settings"):
+        replace_method_rows(old, other_base, METHOD_SETTINGS)
+    shared = _robustness_result(tmp_path, "c", ["few_shot_text_encoder"])
+    data = json.loads(shared.read_text())
+    data["settings"]["unet_lr"] = 1e-4  # a setting the text-encoder method does not own
+    shared.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="other settings"):
+        replace_method_rows(old, shared, METHOD_SETTINGS)
+    with pytest.raises(ValueError, match="no rows of 'salun'"):
+        replace_method_rows(old, _robustness_result(tmp_path, "d", ["salun"]), METHOD_SETTINGS)

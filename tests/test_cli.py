@@ -117,6 +117,17 @@ def test_bench_robustness_quick_writes_a_row_per_method_scenario_and_attack(tmp_
         assert set(row["per_concept"]) == set(row["erased"])
         assert row["erased"] == (["star", "circle", "triangle"] if row["scenario"] == "objects" else ["striped"])
     assert "| dynamic_mask | striped |" in path.with_suffix(".md").read_text()
+    # rerun one method and swap its rows in
+    part, merged = tmp_path / "dm.json", tmp_path / "merged.json"
+    r = run("bench", "robustness", "--quick", "--methods", "dynamic-mask", "--attacks", "words", "learned-token",
+            "--output", str(part))
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = run("bench", "robustness", "--replace-methods", str(path), str(part), "--output", str(merged))
+    assert r.returncode == 0, r.stderr[-2000:]
+    res_merged = json.loads(merged.read_text())
+    assert [row["method"] for row in res_merged["rows"]] == [row["method"] for row in res["rows"]]
+    assert res_merged["replaced_methods"][0]["methods"] == ["dynamic_mask"]
+    assert res_merged["command"].startswith("concept-unlearn bench robustness --replace-methods")
     r = run("bench", "robustness", "--attacks", "jailbreak", "--output", str(tmp_path / "x.json"))
     assert r.returncode == 2 and "unknown attack 'jailbreak'" in r.stderr and "Traceback" not in r.stderr
 

@@ -132,6 +132,15 @@ def cmd_bench_robustness(args) -> int:
 
     if args.merge:
         return _merge_bench(args.merge, args.output, markdown_table)
+    if args.replace_methods:
+        from .benchmarks.results import replace_method_rows, write_results
+        from .benchmarks.robustness import METHOD_SETTINGS
+
+        result = replace_method_rows(*args.replace_methods, METHOD_SETTINGS)
+        write_results(result, args.output, _command_line(), markdown_table(result))
+        print(markdown_table(result))
+        print(f"replaced the rows of {', '.join(result['replaced_methods'][-1]['methods'])} in {args.output}")
+        return 0
     cfg = RobustnessBenchConfig(attack=AttackConfig(seed=args.seed), seed=args.seed, quick=args.quick)
     if args.methods:
         cfg.methods = tuple(m.replace("-", "_") for m in args.methods)
@@ -459,6 +468,9 @@ def build_parser() -> argparse.ArgumentParser:
     br.add_argument("--attacks", nargs="*", default=None,
                     help="subset of words paraphrase composition learned-token soft-prompt (default: all)")
     _merge_option(br)
+    br.add_argument("--replace-methods", nargs=2, default=None, metavar=("RESULT_JSON", "RERUN_JSON"),
+                    help="write RESULT_JSON with the rows of the methods rerun in RERUN_JSON (a --methods run with "
+                         "the same settings but those methods' own) swapped in, to --output")
     _bench_options(br, "bench/results/robustness.json")
     br.set_defaults(func=cmd_bench_robustness)
     return p

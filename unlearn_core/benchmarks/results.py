@@ -45,3 +45,44 @@ def merge_partial_results(paths: list[str | Path]) -> dict:
                           "methods": [m for part in parts for m in part.get("settings", {}).get("methods", [])]}
     merged["partial_commands"] = [part.get("command") for part in parts]
     return merged
+
+
+def replace_method_rows(base_path: str | Path, part_path: str | Path, method_settings: dict[str, str]) -> dict:
+    """`base_path`'s result with the rows of the methods rerun in `part_path` replaced by the new ones.
+
+    For a method whose defaults changed: rerun only that method (`--methods`) and swap its rows in,
+    instead of rerunning every method. `method_settings` names the settings key each method owns
+    (e.g. {"few_shot_text_encoder": "text_encoder"}); only those keys may differ between the two
+    runs, and both must agree on the base model's scores."""
+    base, part = json.loads(Path(base_path).read_text()), json.loads(Path(part_path).read_text())
+    methods = list(part.get("settings", {}).get("methods", []))
+    if not methods:
+        raise ValueError(f"{part_path} names no methods in its settings; rerun with --methods")
+    known = {r["method"] for r in base["rows"]}
+    missing = [m for m in methods if m not in known]
+    if missing:
+        raise ValueError(f"{base_path} has no rows of {missing[0]!r} to replace; merge new methods with --merge")
+    owned = {method_settings[m] for m in methods if m in method_settings}
+
+    def comparable(result: dict) -> tuple:
+        settings = {k: v for k, v in result.get("settings", {}).items() if k != "methods" and k not in owned}
+        base_scores = sorted({(r.get("base_retained_accuracy"), r.get("base_toy_fid")) for r in result["rows"]})
+        return json.dumps(settings, sort_keys=True), base_scores
+
+    if comparable(part) != comparable(base):
+        raise ValueError(f"{part_path} was run with other settings (beyond those of {', '.join(methods)}) or another "
+                         f"base model than {base_path}; rerun the methods with the same benchmark settings")
+    rows, placed = [], False
+    for row in base["rows"]:
+        if row["method"] not in methods:
+            rows.append(row)
+        elif not placed:  # the new rows go where the first replaced row was
+            rows.extend(part["rows"])
+            placed = True
+    merged = {k: v for k, v in base.items() if k != "command"}
+    merged["rows"] = rows
+    merged["settings"] = {**base.get("settings", {}), **{k: part["settings"][k] for k in owned}}
+    merged["partial_commands"] = list(base.get("partial_commands") or [base.get("command")]) + [part.get("command")]
+    merged["replaced_methods"] = list(base.get("replaced_methods", [])) + [
+        {"methods": methods, "command": part.get("command")}]
+    return merged

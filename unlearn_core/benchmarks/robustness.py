@@ -40,6 +40,8 @@ SCENARIOS = (("objects", OBJECTS), ("style", (STYLE,)))
 UNET_METHODS = ("dynamic_mask", "dynamic_mask_robust", "salun", "esd_x", "esd_u")
 TEXT_ENCODER_METHOD = "few_shot_text_encoder"
 METHODS = ("base", "dynamic_mask", "dynamic_mask_robust", TEXT_ENCODER_METHOD, "salun", "esd_x", "esd_u")
+#: the settings key each method owns alone (`bench robustness --replace-methods` lets it differ)
+METHOD_SETTINGS = {TEXT_ENCODER_METHOD: "text_encoder"}
 #: "words" is the concept's plain prompt: the residual accuracy without any attack.
 BENCH_ATTACKS = ("words",) + ATTACKS
 
