@@ -5,9 +5,13 @@
 2. Sampling: `bench base`'s prompts ("a <object>", 16 images each; styled prompts, 2 images each)
    at several guidance scales (20 DPM-Solver++ steps, the default sampler).
 
+3. Samplers (--samplers): the same prompts with other diffusers schedulers, step counts and guidance
+   scales: deterministic ODE solvers (DPM-Solver++, Euler) against ancestral (stochastic) ones.
+
 Prints one JSON line per part and writes them all to one file.
 
     python scripts/base_model_diagnosis.py [--output bench/results/base_model_diagnosis.json] [GUIDANCE ...]
+    python scripts/base_model_diagnosis.py --samplers [--output bench/results/base_model_samplers.json]
 """
 
 import json
@@ -15,6 +19,8 @@ import sys
 
 import numpy as np
 import torch
+from diffusers import (DDPMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler,
+                       EulerDiscreteScheduler)
 
 from unlearn_core.adapters.diffusers_adapter import DiffusersAdapter
 from unlearn_core.evaluation import PromptSet, SamplingConfig, evaluate
@@ -22,9 +28,22 @@ from unlearn_core.toyworld import captions
 from unlearn_core.toyworld.assets import load_toy_classifier, load_toy_pipeline
 from unlearn_core.toyworld.classifier import predict, to_tensor
 from unlearn_core.toyworld.concepts import OBJECT_NAMES, STYLES
+from unlearn_core.toyworld.model import SCHEDULER_KWARGS
 from unlearn_core.toyworld.render import render_batch, sample_scenes
 
 RENDERS_PER_OBJECT = 64
+# (label, scheduler class, extra scheduler arguments, steps, guidance); the first is the default
+SAMPLERS = [
+    ("dpm_solver++", DPMSolverMultistepScheduler, {}, 20, 5.0),
+    ("dpm_solver++", DPMSolverMultistepScheduler, {}, 50, 5.0),
+    ("euler", EulerDiscreteScheduler, {}, 40, 5.0),
+    ("sde_dpm_solver++", DPMSolverMultistepScheduler, {"algorithm_type": "sde-dpmsolver++"}, 30, 5.0),
+    ("ddpm", DDPMScheduler, {}, 100, 5.0),
+    ("euler_ancestral", EulerAncestralDiscreteScheduler, {}, 40, 5.0),
+    ("euler_ancestral", EulerAncestralDiscreteScheduler, {}, 80, 5.0),
+    ("euler_ancestral", EulerAncestralDiscreteScheduler, {}, 80, 3.0),
+    ("euler_ancestral", EulerAncestralDiscreteScheduler, {}, 160, 3.0),
+]
 
 
 def vae_round_trip(pipe, classifier) -> dict:
@@ -42,12 +61,12 @@ def vae_round_trip(pipe, classifier) -> dict:
             "style_accuracy_mean": style_hits / style_total}
 
 
-def sampled(pipe, classifier, guidance: float) -> dict:
+def sampled(pipe, classifier, guidance: float, steps: int = 20) -> dict:
     objects, _ = evaluate(pipe, classifier, [PromptSet(o, [captions.object_prompt(o)]) for o in OBJECT_NAMES],
-                          SamplingConfig(images_per_prompt=16, guidance_scale=guidance))
+                          SamplingConfig(images_per_prompt=16, guidance_scale=guidance, num_inference_steps=steps))
     styles, _ = evaluate(pipe, classifier,
                          [PromptSet(s, [captions.styled_prompt(o, s) for o in OBJECT_NAMES]) for s in STYLES],
-                         SamplingConfig(images_per_prompt=2, guidance_scale=guidance))
+                         SamplingConfig(images_per_prompt=2, guidance_scale=guidance, num_inference_steps=steps))
     return {"guidance_scale": guidance, "object_accuracy": objects.concept_accuracy,
             "object_accuracy_mean": float(np.mean(list(objects.concept_accuracy.values()))),
             "style_accuracy": styles.concept_accuracy,
@@ -67,9 +86,27 @@ def main(output: str, guidances: list[float]) -> None:
         json.dump(result, f, indent=1)
 
 
+def compare_samplers(output: str) -> None:
+    torch.set_num_threads(2)
+    pipe, classifier = load_toy_pipeline(), load_toy_classifier()
+    result = {"command": "python scripts/base_model_diagnosis.py --samplers", "samplers": []}
+    for label, scheduler, extra, steps, guidance in SAMPLERS:
+        pipe.scheduler = scheduler(**SCHEDULER_KWARGS, **extra)
+        row = {"sampler": label, "num_inference_steps": steps, **sampled(pipe, classifier, guidance, steps)}
+        result["samplers"].append(row)
+        print(json.dumps(row), flush=True)
+    with open(output, "w") as f:
+        json.dump(result, f, indent=1)
+
+
 if __name__ == "__main__":
     args = sys.argv[1:]
-    out = "bench/results/base_model_diagnosis.json"
+    samplers = "--samplers" in args
+    args = [a for a in args if a != "--samplers"]
+    out = "bench/results/base_model_samplers.json" if samplers else "bench/results/base_model_diagnosis.json"
     if args[:1] == ["--output"]:
         out, args = args[1], args[2:]
-    main(out, [float(a) for a in args] or [2.0, 3.0, 4.0, 5.0])
+    if samplers:
+        compare_samplers(out)
+    else:
+        main(out, [float(a) for a in args] or [2.0, 3.0, 4.0, 5.0])
