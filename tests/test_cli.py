@@ -3,6 +3,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 
 from unlearn_core.concept_set import Concept, ConceptSet
@@ -89,6 +90,13 @@ def test_demo_runs_end_to_end(tmp_path):
     assert m["erased"] and m["before"]["concept_accuracy"] and m["after"]["concept_accuracy"]
     assert (out / "before_after.png").stat().st_size > 0
     assert (out / "unlearned" / "unlearned_lora.safetensors").exists()
+    # the few-shot text-encoder part: its shots on disk, its grid, its LoRA, and its numbers
+    te = m["text_encoder"]
+    assert te["erased"] == ["bolt"] and len(te["shots"]) == 5 and all(Path(p).exists() for p in te["shots"])
+    assert te["settings"]["steps"] == 5 and set(te["after"]["concept_accuracy"]) == {"bolt", *m["retained"]}
+    assert (out / "text_encoder_before_after.png").stat().st_size > 0
+    assert (out / "unlearned_text_encoder" / "text_encoder_lora_comfy.safetensors").exists()
+    assert "5/5 sampling the model with the edited text encoder" in r.stdout
 
 
 def test_bench_base_writes_the_result_file(tmp_path):

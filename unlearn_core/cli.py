@@ -356,7 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="erase concepts from the embedded toy model and show before/after")
     d.add_argument("--output", default="demo_output", help="output folder (default: %(default)s)")
     d.add_argument("--images-per-prompt", type=int, default=8)
-    d.add_argument("--steps", type=int, default=None, help="training steps per concept (default: the benchmark's)")
+    d.add_argument("--steps", type=int, default=None,
+                   help="training steps per concept of both methods (default: the UNet benchmark's and the "
+                        "text-encoder method's defaults)")
     d.set_defaults(func=cmd_demo)
 
     f = sub.add_parser("forget", help="erase concepts from a diffusers model folder (UNet methods)")
