@@ -97,6 +97,23 @@ def test_replacing_one_methods_rows_keeps_the_others_and_their_order(tmp_path):
         "base", "few_shot_text_encoder", "salun"]
     assert merged["partial_commands"] == ["bench all", "bench te"]
     assert merged["replaced_methods"] == [{"methods": ["few_shot_text_encoder"], "command": "bench te"}]
+    assert "settings_not_in_the_earlier_run" not in merged
+
+
+def test_replacing_rows_lists_a_setting_the_earlier_run_did_not_record(tmp_path):
+    import json
+
+    from unlearn_core.benchmarks.results import replace_method_rows
+    from unlearn_core.benchmarks.robustness import METHOD_SETTINGS
+
+    old = _robustness_result(tmp_path, "all", ["base", "few_shot_text_encoder"])
+    rerun = _robustness_result(tmp_path, "te", ["few_shot_text_encoder"], te_steps=75)
+    data = json.loads(rerun.read_text())
+    data["settings"]["unet_retain_images_per_prompt"] = 4  # added to the benchmark after the earlier run
+    rerun.write_text(json.dumps(data))
+    merged = replace_method_rows(old, rerun, METHOD_SETTINGS)
+    assert merged["settings_not_in_the_earlier_run"] == ["unet_retain_images_per_prompt"]
+    assert "unet_retain_images_per_prompt" not in merged["settings"]
 
 
 def test_replacing_rows_refuses_other_shared_settings_another_base_or_an_unknown_method(tmp_path):

@@ -63,9 +63,14 @@ def replace_method_rows(base_path: str | Path, part_path: str | Path, method_set
     if missing:
         raise ValueError(f"{base_path} has no rows of {missing[0]!r} to replace; merge new methods with --merge")
     owned = {method_settings[m] for m in methods if m in method_settings}
+    # a setting added to the benchmark after the earlier run is not in its file; it is compared only
+    # where both runs recorded it, and listed in the result
+    shared = set(base.get("settings", {})) & set(part.get("settings", {}))
+    added = sorted(set(part.get("settings", {})) - shared - owned)
 
     def comparable(result: dict) -> tuple:
-        settings = {k: v for k, v in result.get("settings", {}).items() if k != "methods" and k not in owned}
+        settings = {k: v for k, v in result.get("settings", {}).items()
+                    if k in shared and k != "methods" and k not in owned}
         base_scores = sorted({(r.get("base_retained_accuracy"), r.get("base_toy_fid")) for r in result["rows"]})
         return json.dumps(settings, sort_keys=True), base_scores
 
@@ -82,6 +87,8 @@ def replace_method_rows(base_path: str | Path, part_path: str | Path, method_set
     merged = {k: v for k, v in base.items() if k != "command"}
     merged["rows"] = rows
     merged["settings"] = {**base.get("settings", {}), **{k: part["settings"][k] for k in owned}}
+    if added:
+        merged["settings_not_in_the_earlier_run"] = list(base.get("settings_not_in_the_earlier_run", [])) + added
     merged["partial_commands"] = list(base.get("partial_commands") or [base.get("command")]) + [part.get("command")]
     merged["replaced_methods"] = list(base.get("replaced_methods", [])) + [
         {"methods": methods, "command": part.get("command")}]
