@@ -45,10 +45,10 @@ TOKEN_TEMPLATES = ("a {}", "a photo of a {}", "a drawing of a {}", "a picture of
 
 @dataclass
 class TextEncoderForgetConfig:
-    # Defaults from the toy benchmark (README): four final layers (all of the toy encoder's) with
-    # preserve_weight 3 erased the style with paraphrases too (0.34 -> 0.00 with two layers) and kept
-    # retention within 2 points with adversarial rounds on; textual inversion as 75 steps x 8 images
-    # instead of 150 x 4 (the same images, about 0.8x the time).
+    # Defaults from the toy benchmark (README): with four final layers (all of the toy encoder's) and
+    # preserve_weight 3 the style is erased in held-out phrasings too (paraphrase residual 0.375 with
+    # two layers, 0.000 with four) and keeps retention within 2 points with adversarial rounds on;
+    # textual inversion as 75 steps x 8 images instead of 150 x 4 (the same images, about 0.8x the time).
     # final encoder layers that get the LoRA, counted from the used layer; an encoder with fewer
     # layers up to the used one gets all of them (with a note in the result)
     num_layers: int = 4
