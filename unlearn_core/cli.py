@@ -133,14 +133,12 @@ def cmd_bench_robustness(args) -> int:
     if args.merge:
         return _merge_bench(args.merge, args.output, markdown_table)
     if args.replace_methods:
-        from .benchmarks.results import replace_method_rows, write_results
+        from .benchmarks.results import replace_method_rows
         from .benchmarks.robustness import METHOD_SETTINGS
 
         result = replace_method_rows(*args.replace_methods, METHOD_SETTINGS)
-        write_results(result, args.output, _command_line(), markdown_table(result))
-        print(markdown_table(result))
-        print(f"replaced the rows of {', '.join(result['replaced_methods'][-1]['methods'])} in {args.output}")
-        return 0
+        return _write_joined(result, args.output, markdown_table,
+                             f"replaced the rows of {', '.join(result['replaced_methods'][-1]['methods'])} in")
     cfg = RobustnessBenchConfig(attack=AttackConfig(seed=args.seed), seed=args.seed, quick=args.quick)
     if args.methods:
         cfg.methods = tuple(m.replace("-", "_") for m in args.methods)
@@ -330,12 +328,19 @@ def _bench_options(parser, output: str) -> None:
 
 
 def _merge_bench(parts: list[str], output: str, markdown_table) -> int:
-    from .benchmarks.results import merge_partial_results, write_results
+    from .benchmarks.results import merge_partial_results
 
     result = merge_partial_results(parts)
+    return _write_joined(result, output, markdown_table, f"merged {len(parts)} partial runs into")
+
+
+def _write_joined(result: dict, output: str, markdown_table, done: str) -> int:
+    """Write a result joined from other result files (with this command line) and show its table."""
+    from .benchmarks.results import write_results
+
     write_results(result, output, _command_line(), markdown_table(result))
     print(markdown_table(result))
-    print(f"merged {len(parts)} partial runs into {output}")
+    print(f"{done} {output}")
     return 0
 
 

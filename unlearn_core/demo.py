@@ -24,6 +24,7 @@ from pathlib import Path
 
 from .adapters.clip_text_adapter import ClipTextAdapter
 from .adapters.diffusers_adapter import DiffusersAdapter
+from .benchmarks.text_encoder import SIBLING_ANCHORS
 from .benchmarks.unet import UnetBenchConfig, _object_concept
 from .concept_set import Concept, ConceptSet
 from .evaluation import SamplingConfig, before_after_grid, evaluate, toy_prompt_sets
@@ -32,20 +33,19 @@ from .toyworld import captions
 from .toyworld.assets import load_toy_classifier, load_toy_pipeline
 from .toyworld.concepts import OBJECT_BY_NAME
 from .toyworld.render import render_batch, sample_scenes
-from .text_encoder_unlearning import TextEncoderForgetConfig, forget_text_encoder, merge_text_encoder_deltas
+from .text_encoder_unlearning import (TOKEN_TEMPLATES, TextEncoderForgetConfig, forget_text_encoder,
+                                      merge_text_encoder_deltas)
 from .unet_unlearning import unlearn_unet
 from .weights_io import merge_unet_deltas
 
 DEMO_ERASE = ("star", "hexagon")
 DEMO_RETAIN = ("circle", "square", "heart", "arrow", "zigzag", "ring")
-# erased by the text-encoder method from five images, onto a sibling the model never draws as a
-# bolt (the benchmark's sibling anchor, README: anchors)
-DEMO_FEW_SHOT = ("bolt", "chevron")
+# erased by the text-encoder method from five images, onto the benchmark's sibling anchor (a
+# chevron: the model never draws it as a bolt, README: anchors)
+DEMO_FEW_SHOT = "bolt"
 
 
 def run_demo(output: Path, images_per_prompt: int = 8, steps_per_concept: int | None = None, log=print) -> dict:
-    from tqdm import tqdm
-
     t_start = time.time()
     output.mkdir(parents=True, exist_ok=True)
     pipe = load_toy_pipeline()
@@ -64,23 +64,15 @@ def run_demo(output: Path, images_per_prompt: int = 8, steps_per_concept: int | 
                              [captions.object_prompt(o) for o in DEMO_RETAIN])
     log(f"2/5 erasing {' then '.join(DEMO_ERASE)} with the dynamic mask + concept-aware loss "
         f"({config.steps_per_concept} steps per concept)")
-    bar = tqdm(total=1, desc="unlearning", unit="step")
-
-    def progress(done, total, row):
-        bar.total = total
-        bar.n = done
-        bar.set_postfix(concept=row["concept"], phase=row["phase"], refresh=False)
-        bar.refresh()
-
-    result = unlearn_unet(DiffusersAdapter(pipe), concept_set, config, progress=progress)
+    bar = _StepBar("unlearning", ("concept", "phase"))
+    result = unlearn_unet(DiffusersAdapter(pipe), concept_set, config, progress=bar)
     bar.close()
 
     log("3/5 sampling the unlearned model with the same seeds")
     merged = merge_unet_deltas(pipe, result.deltas)
     after, images_after = evaluate(merged, classifier, sets, sampling)
 
-    labels = [f"{'ERASED ' if s.erased else ''}{p}" for s in sets for p in s.prompts]
-    before_after_grid(images_before, images_after, rows=len(labels), labels=labels).save(output / "before_after.png")
+    _save_grid(sets, images_before, images_after, output / "before_after.png")
     write_unlearned_folder(pipe, result, output / "unlearned", overwrite=True)
     metrics = {
         "erased": list(DEMO_ERASE), "retained": list(DEMO_RETAIN),
@@ -102,16 +94,15 @@ def run_demo(output: Path, images_per_prompt: int = 8, steps_per_concept: int | 
 def _few_shot_text_encoder_part(pipe, classifier, sampling: SamplingConfig, output: Path,
                                 steps_per_concept: int | None, log) -> dict:
     from PIL import Image
-    from tqdm import tqdm
 
-    name, anchor = DEMO_FEW_SHOT
+    name, anchor = DEMO_FEW_SHOT, SIBLING_ANCHORS[DEMO_FEW_SHOT]
     shots_dir = output / "text_encoder_shots"
     shots_dir.mkdir(exist_ok=True)
     paths = []
     for i, image in enumerate(render_batch(sample_scenes(5, seed=7, object=name))):
         paths.append(shots_dir / f"{name}_{i}.png")
         Image.fromarray(image).save(paths[-1])
-    concept = Concept(name, anchor, templates=["a {}", "a photo of a {}", "a drawing of a {}", "a picture of a {}"],
+    concept = Concept(name, anchor, templates=list(TOKEN_TEMPLATES),
                       text=OBJECT_BY_NAME[name].words[0], superclass_text=OBJECT_BY_NAME[anchor].words[0],
                       images=[str(p) for p in paths])
     concept_set = ConceptSet([concept], [captions.object_prompt(o) for o in DEMO_RETAIN])
@@ -123,28 +114,41 @@ def _few_shot_text_encoder_part(pipe, classifier, sampling: SamplingConfig, outp
     log(f"4/5 erasing {name} from the text encoder, from the 5 images in {shots_dir} (onto {anchor!r}): "
         f"textual inversion, then a LoRA on the last {config.num_layers} encoder layers")
     before, images_before = evaluate(pipe, classifier, sets, sampling)
-    bar = tqdm(total=1, desc="forgetting", unit="step")
-
-    def progress(done, total, row):
-        bar.total = total
-        bar.n = done
-        bar.set_postfix(stage=row["stage"], refresh=False)
-        bar.refresh()
-
+    bar = _StepBar("forgetting", ("stage",))
     text = ClipTextAdapter(pipe.tokenizer, pipe.text_encoder, clip_skip=config.clip_skip)
-    result = forget_text_encoder(text, DiffusersAdapter(pipe), concept_set, config, progress=progress)
+    result = forget_text_encoder(text, DiffusersAdapter(pipe), concept_set, config, progress=bar)
     bar.close()
 
     log("5/5 sampling the model with the edited text encoder, same seeds")
     after, images_after = evaluate(merge_text_encoder_deltas(pipe, result.deltas()), classifier, sets, sampling)
-    labels = [f"{'ERASED ' if s.erased else ''}{p}" for s in sets for p in s.prompts]
-    before_after_grid(images_before, images_after, rows=len(labels), labels=labels).save(
-        output / "text_encoder_before_after.png")
+    _save_grid(sets, images_before, images_after, output / "text_encoder_before_after.png")
     write_text_encoder_folder(pipe, result, output / "unlearned_text_encoder", overwrite=True)
     _log_table(log, sets, before, after)
     return {"erased": [name], "anchor": anchor, "shots": [str(p) for p in paths], "retained": list(DEMO_RETAIN),
             "before": before.to_dict(), "after": after.to_dict(), "unlearning_seconds": result.seconds,
             "settings": asdict(config)}
+
+
+class _StepBar:
+    """A tqdm bar driven by a trainer's progress callback, showing `fields` of its last row."""
+
+    def __init__(self, desc: str, fields: tuple[str, ...]):
+        from tqdm import tqdm
+
+        self.bar, self.fields = tqdm(total=1, desc=desc, unit="step"), fields
+
+    def __call__(self, done: int, total: int, row: dict) -> None:
+        self.bar.total, self.bar.n = total, done
+        self.bar.set_postfix(**{f: row[f] for f in self.fields}, refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _save_grid(sets, images_before, images_after, path: Path) -> None:
+    labels = [f"{'ERASED ' if s.erased else ''}{p}" for s in sets for p in s.prompts]
+    before_after_grid(images_before, images_after, rows=len(labels), labels=labels).save(path)
 
 
 def _log_table(log, sets, before, after) -> None:

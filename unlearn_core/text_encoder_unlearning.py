@@ -257,8 +257,9 @@ def forget_text_encoder(text: ClipTextAdapter, unet_adapter, concept_set: Concep
             with torch.no_grad():
                 current = {k: w.detach() for k, w in lora_weights().items()}
             adversarial[c.name], losses = learn_token(
-                text, unet_adapter, latents[c.name], config.adversarial_steps, config.ti_lr, gen, config.adversarial_batch_size,
-                text_weights=current, should_cancel=should_cancel, init=adversarial.get(c.name, tokens[c.name]))
+                text, unet_adapter, latents[c.name], config.adversarial_steps, config.ti_lr, gen,
+                config.adversarial_batch_size, text_weights=current, should_cancel=should_cancel,
+                init=adversarial.get(c.name, tokens[c.name]))
             for k, loss in enumerate(losses):
                 tick({"stage": "adversarial_token", "concept": c.name, "step": k, "loss": loss,
                       "seconds": (time.time() - t0) / max(1, len(losses))})

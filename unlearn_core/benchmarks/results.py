@@ -25,14 +25,9 @@ def merge_partial_results(paths: list[str | Path]) -> dict:
         raise ValueError("give at least two partial result files to merge")
     parts = [json.loads(Path(p).read_text()) for p in paths]
     first = parts[0]
-
-    def comparable(part: dict) -> tuple:
-        settings = {k: v for k, v in part.get("settings", {}).items() if k not in ("methods", "measure_overhead")}
-        base = sorted({(r.get("base_retained_accuracy"), r.get("base_toy_fid")) for r in part["rows"]})
-        return json.dumps(settings, sort_keys=True), base
-
+    ignored = {"methods", "measure_overhead"}
     for path, part in zip(paths[1:], parts[1:]):
-        if comparable(part) != comparable(first):
+        if _comparable(part, ignored) != _comparable(first, ignored):
             raise ValueError(f"{path} was run with other settings or another base model than {paths[0]}; "
                              "merge only the parts of one split run")
     merged: dict = {}
@@ -67,14 +62,8 @@ def replace_method_rows(base_path: str | Path, part_path: str | Path, method_set
     # where both runs recorded it, and listed in the result
     shared = set(base.get("settings", {})) & set(part.get("settings", {}))
     added = sorted(set(part.get("settings", {})) - shared - owned)
-
-    def comparable(result: dict) -> tuple:
-        settings = {k: v for k, v in result.get("settings", {}).items()
-                    if k in shared and k != "methods" and k not in owned}
-        base_scores = sorted({(r.get("base_retained_accuracy"), r.get("base_toy_fid")) for r in result["rows"]})
-        return json.dumps(settings, sort_keys=True), base_scores
-
-    if comparable(part) != comparable(base):
+    ignored = {"methods"} | owned
+    if _comparable(part, ignored, shared) != _comparable(base, ignored, shared):
         raise ValueError(f"{part_path} was run with other settings (beyond those of {', '.join(methods)}) or another "
                          f"base model than {base_path}; rerun the methods with the same benchmark settings")
     rows, placed = [], False
@@ -93,3 +82,12 @@ def replace_method_rows(base_path: str | Path, part_path: str | Path, method_set
     merged["replaced_methods"] = list(base.get("replaced_methods", [])) + [
         {"methods": methods, "command": part.get("command")}]
     return merged
+
+
+def _comparable(result: dict, ignored: set[str], only: set[str] | None = None) -> tuple:
+    """What two runs must share for their rows to sit in one table: their settings (less `ignored`,
+    and limited to `only` if given) and the base model's scores."""
+    settings = {k: v for k, v in result.get("settings", {}).items()
+                if k not in ignored and (only is None or k in only)}
+    base_scores = sorted({(r.get("base_retained_accuracy"), r.get("base_toy_fid")) for r in result["rows"]})
+    return json.dumps(settings, sort_keys=True), base_scores

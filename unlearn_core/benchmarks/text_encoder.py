@@ -106,7 +106,8 @@ def run_text_encoder_benchmark(cfg: TextEncoderBenchConfig, pipe, classifier, lo
     scenarios += [(f"single_{n}_sibling_anchor", [n], True, {}) for n in SINGLE_OBJECTS]
     scenarios += [("three_sibling_anchor", list(MULTI), True, {})]
     # A style's few shots are objects drawn in that style, so the adversarial token also learns the
-    # objects, and forgetting it costs them; this row shows the style without adversarial rounds.
+    # objects (with the LoRA on two layers, forgetting it cost retained objects); this row shows the
+    # style without adversarial rounds.
     scenarios += [("style_no_adversarial", [STYLE[0]], False, {"adversarial_interval": 0})]
     # TextEncoderForgetConfig.fast(): half the textual-inversion steps at twice the batch
     fast = {k: v for k, v in asdict(cfg.method.fast()).items() if v != getattr(cfg.method, k)}
