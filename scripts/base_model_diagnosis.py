@@ -12,6 +12,9 @@ Prints one JSON line per part and writes them all to one file.
 
     python scripts/base_model_diagnosis.py [--output bench/results/base_model_diagnosis.json] [GUIDANCE ...]
     python scripts/base_model_diagnosis.py --samplers [--output bench/results/base_model_samplers.json]
+
+`--model DIR --classifier FILE` (before the other arguments) score another toy build, e.g. a fresh
+`concept-unlearn toy-train --output DIR` before it is installed.
 """
 
 import json
@@ -73,10 +76,10 @@ def sampled(pipe, classifier, guidance: float, steps: int = 20) -> dict:
             "style_accuracy_mean": float(np.mean(list(styles.concept_accuracy.values())))}
 
 
-def main(output: str, guidances: list[float]) -> None:
+def main(output: str, guidances: list[float], model=None, classifier_file=None) -> None:
     torch.set_num_threads(2)
-    pipe, classifier = load_toy_pipeline(), load_toy_classifier()
-    result = {"command": "python scripts/base_model_diagnosis.py " + " ".join(str(g) for g in guidances),
+    pipe, classifier = load_toy_pipeline(model), load_toy_classifier(classifier_file)
+    result = {"command": " ".join(["python scripts/base_model_diagnosis.py", *sys.argv[1:]]),
               "vae_round_trip": vae_round_trip(pipe, classifier), "sampling": []}
     print(json.dumps({"vae_round_trip": result["vae_round_trip"]}), flush=True)
     for g in guidances:
@@ -86,10 +89,10 @@ def main(output: str, guidances: list[float]) -> None:
         json.dump(result, f, indent=1)
 
 
-def compare_samplers(output: str) -> None:
+def compare_samplers(output: str, model=None, classifier_file=None) -> None:
     torch.set_num_threads(2)
-    pipe, classifier = load_toy_pipeline(), load_toy_classifier()
-    result = {"command": "python scripts/base_model_diagnosis.py --samplers", "samplers": []}
+    pipe, classifier = load_toy_pipeline(model), load_toy_classifier(classifier_file)
+    result = {"command": " ".join(["python scripts/base_model_diagnosis.py", *sys.argv[1:]]), "samplers": []}
     for label, scheduler, extra, steps, guidance in SAMPLERS:
         pipe.scheduler = scheduler(**SCHEDULER_KWARGS, **extra)
         row = {"sampler": label, "num_inference_steps": steps, **sampled(pipe, classifier, guidance, steps)}
@@ -101,12 +104,19 @@ def compare_samplers(output: str) -> None:
 
 if __name__ == "__main__":
     args = sys.argv[1:]
+    model = classifier_file = None
+    while args[:1] in (["--model"], ["--classifier"]):
+        if args[0] == "--model":
+            model = args[1]
+        else:
+            classifier_file = args[1]
+        args = args[2:]
     samplers = "--samplers" in args
     args = [a for a in args if a != "--samplers"]
     out = "bench/results/base_model_samplers.json" if samplers else "bench/results/base_model_diagnosis.json"
     if args[:1] == ["--output"]:
         out, args = args[1], args[2:]
     if samplers:
-        compare_samplers(out)
+        compare_samplers(out, model, classifier_file)
     else:
-        main(out, [float(a) for a in args] or [2.0, 3.0, 4.0, 5.0])
+        main(out, [float(a) for a in args] or [2.0, 3.0, 4.0, 5.0], model, classifier_file)
