@@ -105,7 +105,7 @@ def cmd_bench_unet(args) -> int:
         cfg.lr = args.lr
     if args.methods:
         cfg.methods = tuple(m.replace("-", "_") for m in args.methods)
-    result = run_unet_benchmark(cfg, load_toy_pipeline(), load_toy_classifier(), log=print)
+    result = run_unet_benchmark(cfg, load_toy_pipeline(args.model), load_toy_classifier(args.classifier), log=print)
     return _write_bench(result, args.output, markdown_table)
 
 
@@ -114,7 +114,8 @@ def cmd_bench_text_encoder(args) -> int:
     from .toyworld.assets import load_toy_classifier, load_toy_pipeline
 
     cfg = TextEncoderBenchConfig(seed=args.seed, quick=args.quick)
-    result = run_text_encoder_benchmark(cfg, load_toy_pipeline(), load_toy_classifier(), log=print)
+    result = run_text_encoder_benchmark(cfg, load_toy_pipeline(args.model), load_toy_classifier(args.classifier),
+                                        log=print)
     return _write_bench(result, args.output, markdown_table)
 
 
@@ -149,7 +150,8 @@ def cmd_bench_robustness(args) -> int:
     if args.attacks:
         cfg.attacks = tuple(a.replace("-", "_") for a in args.attacks)
     cfg.validate()
-    result = run_robustness_benchmark(cfg, load_toy_pipeline(args.model), load_toy_classifier(), log=print)
+    result = run_robustness_benchmark(cfg, load_toy_pipeline(args.model), load_toy_classifier(args.classifier),
+                                      log=print)
     return _write_bench(result, args.output, markdown_table)
 
 
@@ -325,7 +327,17 @@ def _merge_option(parser) -> None:
                              "processes (e.g. two processes with --threads 1 on a 2-core machine)")
 
 
+def _toy_model_options(parser) -> None:
+    parser.add_argument("--model", default=None,
+                        help="toy-world diffusers model folder, e.g. a toy-train --output DIR/toy_sd not installed yet "
+                             "(default: the embedded toy model)")
+    parser.add_argument("--classifier", default=None,
+                        help="toy-world classifier that scores it, e.g. DIR/classifier.safetensors of the same build "
+                             "(default: the embedded one)")
+
+
 def _bench_options(parser, output: str) -> None:
+    _toy_model_options(parser)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="tiny budgets: a smoke test of the benchmark, not results")
     parser.add_argument("--output", default=output)
@@ -445,8 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="benchmarks on the toy world")
     bsub = b.add_subparsers(dest="bench", required=True)
     bb = bsub.add_parser("base", help="quality of the embedded toy model (writes bench/results/base_model.json)")
-    bb.add_argument("--model", default=None)
-    bb.add_argument("--classifier", default=None, help=argparse.SUPPRESS)
+    _toy_model_options(bb)
     bb.add_argument("--images-per-prompt", type=int, default=16)
     bb.add_argument("--styled-images-per-prompt", type=int, default=4)
     bb.add_argument("--output", default="bench/results/base_model.json")
@@ -475,7 +486,6 @@ def build_parser() -> argparse.ArgumentParser:
     bs.set_defaults(func=cmd_bench_real_size)
     br = bsub.add_parser("robustness", help="attacks (paraphrase, composition, learned token, soft prompt) against "
                                            "every method (writes bench/results/robustness.json and .md)")
-    br.add_argument("--model", default=None, help="diffusers model folder (default: the embedded toy model)")
     br.add_argument("--methods", nargs="*", default=None,
                     help="subset of base dynamic-mask dynamic-mask-robust few-shot-text-encoder salun esd-x esd-u "
                          "(default: all)")

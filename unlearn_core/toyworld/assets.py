@@ -9,8 +9,11 @@ TOY_MODEL_DIR = WEIGHTS_DIR / "toy_sd"
 CLASSIFIER_PATH = WEIGHTS_DIR / "classifier.safetensors"
 
 
-def _require(path: Path) -> Path:
+def _require(path: Path, given: bool = False) -> Path:
     if not path.exists():
+        if given:
+            raise FileNotFoundError(f"no toy-world model or classifier at {path}: give the toy_sd folder or the "
+                                    "classifier.safetensors file a `concept-unlearn toy-train --output DIR` wrote")
         raise FileNotFoundError(
             f"the embedded toy-world weights are missing ({path}). They ship with the package; "
             "rebuild them with `concept-unlearn toy-train --install`."
@@ -23,7 +26,7 @@ def load_toy_pipeline(path: str | Path | None = None, dtype=None):
     import torch
     from diffusers import StableDiffusionPipeline
 
-    model_dir = _require(Path(path) if path else TOY_MODEL_DIR)
+    model_dir = _require(Path(path), given=True) if path else _require(TOY_MODEL_DIR)
     pipe = StableDiffusionPipeline.from_pretrained(
         str(model_dir), dtype=dtype or torch.float32, local_files_only=True,
         safety_checker=None, feature_extractor=None, requires_safety_checker=False,
@@ -35,4 +38,4 @@ def load_toy_pipeline(path: str | Path | None = None, dtype=None):
 def load_toy_classifier(path: str | Path | None = None):
     from .classifier import load_classifier
 
-    return load_classifier(_require(Path(path) if path else CLASSIFIER_PATH))
+    return load_classifier(_require(Path(path), given=True) if path else _require(CLASSIFIER_PATH))
