@@ -13,7 +13,7 @@ Prints one JSON line per part and writes them all to one file.
     python scripts/base_model_diagnosis.py [--output bench/results/base_model_diagnosis.json] [GUIDANCE ...]
     python scripts/base_model_diagnosis.py --samplers [--output bench/results/base_model_samplers.json]
 
-`--model DIR --classifier FILE` (before the other arguments) score another toy build, e.g. a fresh
+`--model DIR/toy_sd --classifier DIR/classifier.safetensors` score another toy build, e.g. a fresh
 `concept-unlearn toy-train --output DIR` before it is installed.
 """
 
@@ -103,20 +103,18 @@ def compare_samplers(output: str, model=None, classifier_file=None) -> None:
 
 
 if __name__ == "__main__":
-    args = sys.argv[1:]
-    model = classifier_file = None
-    while args[:1] in (["--model"], ["--classifier"]):
-        if args[0] == "--model":
-            model = args[1]
-        else:
-            classifier_file = args[1]
-        args = args[2:]
-    samplers = "--samplers" in args
-    args = [a for a in args if a != "--samplers"]
-    out = "bench/results/base_model_samplers.json" if samplers else "bench/results/base_model_diagnosis.json"
-    if args[:1] == ["--output"]:
-        out, args = args[1], args[2:]
-    if samplers:
-        compare_samplers(out, model, classifier_file)
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Where the toy model loses object and style accuracy.")
+    parser.add_argument("guidances", nargs="*", type=float, default=[2.0, 3.0, 4.0, 5.0],
+                        help="guidance scales of part 2 (default: 2 3 4 5)")
+    parser.add_argument("--samplers", action="store_true", help="part 3 only: compare samplers")
+    parser.add_argument("--output", default=None, help="default: bench/results/base_model_diagnosis.json, or "
+                                                        "bench/results/base_model_samplers.json with --samplers")
+    parser.add_argument("--model", default=None, help="another toy build's toy_sd folder (default: the embedded one)")
+    parser.add_argument("--classifier", default=None, help="its classifier.safetensors (default: the embedded one)")
+    args = parser.parse_args()
+    if args.samplers:
+        compare_samplers(args.output or "bench/results/base_model_samplers.json", args.model, args.classifier)
     else:
-        main(out, [float(a) for a in args] or [2.0, 3.0, 4.0, 5.0], model, classifier_file)
+        main(args.output or "bench/results/base_model_diagnosis.json", args.guidances, args.model, args.classifier)

@@ -9,16 +9,19 @@ TOY_MODEL_DIR = WEIGHTS_DIR / "toy_sd"
 CLASSIFIER_PATH = WEIGHTS_DIR / "classifier.safetensors"
 
 
-def _require(path: Path, given: bool = False) -> Path:
-    if not path.exists():
-        if given:
+def _locate(path: str | Path | None, embedded: Path) -> Path:
+    """`path` if given, else the embedded file; either must exist."""
+    if path:
+        if not Path(path).exists():
             raise FileNotFoundError(f"no toy-world model or classifier at {path}: give the toy_sd folder or the "
                                     "classifier.safetensors file a `concept-unlearn toy-train --output DIR` wrote")
+        return Path(path)
+    if not embedded.exists():
         raise FileNotFoundError(
-            f"the embedded toy-world weights are missing ({path}). They ship with the package; "
+            f"the embedded toy-world weights are missing ({embedded}). They ship with the package; "
             "rebuild them with `concept-unlearn toy-train --install`."
         )
-    return path
+    return embedded
 
 
 def load_toy_pipeline(path: str | Path | None = None, dtype=None):
@@ -26,7 +29,7 @@ def load_toy_pipeline(path: str | Path | None = None, dtype=None):
     import torch
     from diffusers import StableDiffusionPipeline
 
-    model_dir = _require(Path(path), given=True) if path else _require(TOY_MODEL_DIR)
+    model_dir = _locate(path, TOY_MODEL_DIR)
     pipe = StableDiffusionPipeline.from_pretrained(
         str(model_dir), dtype=dtype or torch.float32, local_files_only=True,
         safety_checker=None, feature_extractor=None, requires_safety_checker=False,
@@ -38,4 +41,4 @@ def load_toy_pipeline(path: str | Path | None = None, dtype=None):
 def load_toy_classifier(path: str | Path | None = None):
     from .classifier import load_classifier
 
-    return load_classifier(_require(Path(path), given=True) if path else _require(CLASSIFIER_PATH))
+    return load_classifier(_locate(path, CLASSIFIER_PATH))
