@@ -8,6 +8,10 @@ Prints a table and writes JSON (the text-encoder benchmark's word prompts and ev
 and 64 images).
 
     python scripts/anchor_floor.py [--output bench/results/anchor_floor.json]
+                                   [--sampler S --sampling-steps N --guidance G]
+
+The sampler options are `bench text-encoder`'s (default: the toy model's settings); give the ones a
+text-encoder result was measured with to read it against its floor.
 """
 
 import json
@@ -24,7 +28,7 @@ CONCEPTS = ("star", "circle", "triangle", "bolt")
 SEED = 4321  # the text-encoder benchmark's evaluation seed
 
 
-def main(output: str) -> None:
+def main(output: str, sampling: dict) -> None:
     torch.set_num_threads(2)
     pipe, classifier = load_toy_pipeline(), load_toy_classifier()
     rows = []
@@ -34,18 +38,27 @@ def main(output: str) -> None:
         anchors = {"superclass": prompt.replace(obj.words[0], obj.superclass),
                    "sibling": captions.object_prompt(SIBLING_ANCHORS[name])}
         for images in (16, 64):
-            with_prompt = _score(pipe, classifier, name, [prompt], images, SEED)
+            with_prompt = _score(pipe, classifier, name, [prompt], images, SEED, sampling)
             for kind, anchor in anchors.items():
                 rows.append({"concept": name, "prompt": prompt, "anchor_kind": kind, "anchor_prompt": anchor,
                              "images": images, "concept_rate_with_prompt": with_prompt,
-                             "concept_rate_with_anchor": _score(pipe, classifier, name, [anchor], images, SEED)})
+                             "concept_rate_with_anchor": _score(pipe, classifier, name, [anchor], images, SEED,
+                                                                sampling)})
                 r = rows[-1]
                 print(f"{name:>9} {images:>3} images: {prompt!r} {with_prompt:.3f}  "
                       f"{anchor!r} ({kind}) {r['concept_rate_with_anchor']:.3f}", flush=True)
     with open(output, "w") as f:
-        json.dump({"command": "python scripts/anchor_floor.py", "seed": SEED, "rows": rows}, f, indent=1)
+        json.dump({"command": " ".join(["python scripts/anchor_floor.py", *sys.argv[1:]]), "seed": SEED,
+                   "sampling": sampling, "rows": rows}, f, indent=1)
 
 
 if __name__ == "__main__":
-    args = sys.argv[1:]
-    main(args[1] if args[:1] == ["--output"] else "bench/results/anchor_floor.json")
+    import argparse
+
+    from unlearn_core.cli import _sampler_settings, _sampling_options
+
+    parser = argparse.ArgumentParser(description="How often the base model draws a concept when asked for its anchor.")
+    parser.add_argument("--output", default="bench/results/anchor_floor.json")
+    _sampling_options(parser)
+    args = parser.parse_args()
+    main(args.output, _sampler_settings(args))

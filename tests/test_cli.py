@@ -27,7 +27,22 @@ def test_evaluate_writes_metrics_and_grid(tmp_path):
     assert r.returncode == 0, r.stderr
     m = json.loads((tmp_path / "e" / "metrics.json").read_text())
     assert set(m["concept_accuracy"]) == {"star", "circle"}
+    assert m["sampling"]["sampler"] == "euler_ancestral" and m["sampling"]["num_inference_steps"] == 120
     assert (tmp_path / "e" / "grid.png").stat().st_size > 0
+
+
+def test_evaluate_takes_the_sampler_settings(tmp_path):
+    r = run("evaluate", "--retained", "circle", "--images-per-prompt", "2", "--sampler", "pipeline", "--sampling-steps", "4",
+            "--guidance", "6", "--output", str(tmp_path / "e"))
+    assert r.returncode == 0, r.stderr
+    m = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert (m["sampling"]["sampler"], m["sampling"]["num_inference_steps"], m["sampling"]["guidance_scale"]) == (None, 4, 6.0)
+    bad = run("evaluate", "--retained", "circle", "--sampling-steps", "0", "--output", str(tmp_path / "f"))
+    assert bad.returncode == 2 and "num_inference_steps must be at least 1" in bad.stderr and "Traceback" not in bad.stderr
+    assert not (tmp_path / "f").exists()
+    one = run("evaluate", "--retained", "circle", "--images-per-prompt", "1", "--output", str(tmp_path / "g"))
+    assert one.returncode == 2 and "toy FID needs at least 2 images of circle" in one.stderr
+    assert "Traceback" not in one.stderr and not (tmp_path / "g").exists()
 
 
 def test_forget_with_a_bad_concept_set_fails_cleanly(tmp_path):
@@ -101,13 +116,16 @@ def test_demo_runs_end_to_end(tmp_path):
 
 def test_bench_base_writes_the_result_file(tmp_path):
     path = tmp_path / "base.json"
-    r = run("bench", "base", "--images-per-prompt", "1", "--styled-images-per-prompt", "1", "--output", str(path))
+    r = run("bench", "base", "--images-per-prompt", "1", "--styled-images-per-prompt", "1", "--sampler", "dpm_solver++",
+            "--sampling-steps", "10", "--guidance", "4", "--seed", "5", "--output", str(path))
     assert r.returncode == 0, r.stderr
     res = json.loads(path.read_text())
     for key in ("object_accuracy", "object_accuracy_mean", "style_accuracy_mean", "classifier_object_accuracy",
                 "classifier_style_accuracy", "toy_fid", "images_per_prompt", "command"):
         assert key in res
     assert len(res["object_accuracy"]) == 16 and res["command"].startswith("concept-unlearn bench base")
+    s = res["sampling"]
+    assert (s["sampler"], s["num_inference_steps"], s["guidance_scale"], s["seed"]) == ("dpm_solver++", 10, 4.0, 5)
 
 
 def test_benchmarks_load_the_model_and_classifier_they_are_given(tmp_path):
@@ -180,7 +198,7 @@ def test_toy_train_quick_builds_a_loadable_model(tmp_path):
     scores = {}
     for name, extra in (("new", ["--model", str(out / "toy_sd")]), ("embedded", [])):
         r = run("bench", "base", *extra, "--images-per-prompt", "2", "--styled-images-per-prompt", "1",
-                "--output", str(tmp_path / f"{name}.json"))
+                "--sampling-steps", "30", "--output", str(tmp_path / f"{name}.json"))
         assert r.returncode == 0, r.stderr[-2000:]
         scores[name] = json.loads((tmp_path / f"{name}.json").read_text())
     print({k: (v["toy_fid"], v["object_accuracy_mean"]) for k, v in scores.items()})

@@ -65,6 +65,29 @@ def test_generation_is_seeded_per_image(toy_pipe):
     assert not np.array_equal(a[0], a[1])
 
 
+def test_samplers_are_swapped_in_for_sampling_and_the_pipeline_keeps_its_own(toy_pipe):
+    """The default sampler is Euler ancestral; `sampler=None` is the pipeline's own scheduler (for the
+    toy model DPM-Solver++, so naming it gives the same images); the pipeline's scheduler object is
+    back in place afterwards."""
+    own = toy_pipe.scheduler
+    assert type(own).__name__ == "DPMSolverMultistepScheduler"
+    kwargs = dict(images_per_prompt=2, num_inference_steps=6, seed=3)
+    ancestral = generate(toy_pipe, ["a heart"], SamplingConfig(**kwargs))
+    assert toy_pipe.scheduler is own
+    named = generate(toy_pipe, ["a heart"], SamplingConfig(**kwargs, sampler="dpm_solver++"))
+    pipeline = generate(toy_pipe, ["a heart"], SamplingConfig(**kwargs, sampler=None))
+    assert np.abs(named.astype(int) - pipeline.astype(int)).max() <= 1
+    assert np.abs(ancestral.astype(int) - pipeline.astype(int)).mean() > 5
+    assert toy_pipe.scheduler is own
+
+
+def test_sampling_config_rejects_unknown_samplers_and_empty_budgets():
+    with pytest.raises(ValueError, match="unknown sampler 'heun'.*euler_ancestral"):
+        SamplingConfig(sampler="heun")
+    with pytest.raises(ValueError, match="num_inference_steps must be at least 1"):
+        SamplingConfig(num_inference_steps=0)
+
+
 def test_evaluate_end_to_end(toy_pipe, classifier, tmp_path):
     sets = [PromptSet("star", ["a star"], erased=True), PromptSet("circle", ["a circle"])]
     result, images = evaluate(toy_pipe, classifier, sets, SamplingConfig(images_per_prompt=4, num_inference_steps=10),

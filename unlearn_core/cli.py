@@ -8,6 +8,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from .sampling import SAMPLERS, SAMPLING
+
 
 def _command_line() -> str:
     return "concept-unlearn " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -74,10 +76,12 @@ def cmd_bench_base(args) -> int:
     from .benchmarks.results import write_results
     from .toyworld.assets import load_toy_classifier, load_toy_pipeline
 
+    sampling = _sampling_config(args, seed=args.seed)
     pipe = load_toy_pipeline(args.model)
     classifier = load_toy_classifier(args.classifier)
     result = bench_base_model(pipe, classifier, images_per_prompt=args.images_per_prompt,
-                              styled_images_per_prompt=args.styled_images_per_prompt, progress=_Progress("sampling"))
+                              styled_images_per_prompt=args.styled_images_per_prompt, sampling=sampling,
+                              progress=_Progress("sampling"))
     write_results(result, args.output, _command_line())
     print(f"{'object':<12} accuracy")
     for name, acc in result["object_accuracy"].items():
@@ -98,7 +102,8 @@ def cmd_bench_unet(args) -> int:
     if args.merge:
         return _merge_bench(args.merge, args.output, markdown_table)
     cfg = UnetBenchConfig(steps_per_concept=args.steps, seed=args.seed, quick=args.quick,
-                          eval_images_per_prompt=args.eval_images, measure_overhead=not args.no_overhead)
+                          eval_images_per_prompt=args.eval_images, measure_overhead=not args.no_overhead,
+                          evaluation_sampling=_sampler_settings(args))
     if args.lr is not None:
         if not args.lr > 0:
             raise ValueError(f"--lr must be positive, got {args.lr}")
@@ -113,7 +118,7 @@ def cmd_bench_text_encoder(args) -> int:
     from .benchmarks.text_encoder import TextEncoderBenchConfig, markdown_table, run_text_encoder_benchmark
     from .toyworld.assets import load_toy_classifier, load_toy_pipeline
 
-    cfg = TextEncoderBenchConfig(seed=args.seed, quick=args.quick)
+    cfg = TextEncoderBenchConfig(seed=args.seed, quick=args.quick, evaluation_sampling=_sampler_settings(args))
     result = run_text_encoder_benchmark(cfg, load_toy_pipeline(args.model), load_toy_classifier(args.classifier),
                                         log=print)
     return _write_bench(result, args.output, markdown_table)
@@ -156,16 +161,17 @@ def cmd_bench_robustness(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .evaluation import SamplingConfig, evaluate, toy_prompt_sets
+    from .evaluation import evaluate, save_grid, toy_prompt_sets
     from .toyworld.assets import load_toy_classifier, load_toy_pipeline
 
+    sets = toy_prompt_sets(args.erased, args.retained)
+    sampling = _sampling_config(args, images_per_prompt=args.images_per_prompt, seed=args.seed)
     pipe = load_toy_pipeline(args.model)
     classifier = load_toy_classifier(args.classifier)
-    sets = toy_prompt_sets(args.erased, args.retained)
-    out = Path(args.output)
+    result, images = evaluate(pipe, classifier, sets, sampling, progress=_Progress("sampling"))
+    out = Path(args.output)  # created only once there is something to write
     out.mkdir(parents=True, exist_ok=True)
-    result, _ = evaluate(pipe, classifier, sets, SamplingConfig(images_per_prompt=args.images_per_prompt, seed=args.seed),
-                         grid_path=out / "grid.png", progress=_Progress("sampling"))
+    save_grid(images, rows=sum(len(s.prompts) for s in sets), path=out / "grid.png")
     result.save_json(out / "metrics.json")
     for c, acc in result.concept_accuracy.items():
         print(f"{'erased  ' if c in result.erased else 'retained'} {c:<12} accuracy {acc:.3f}")
@@ -369,6 +375,28 @@ def _write_bench(result: dict, output: str, markdown_table) -> int:
     return 0
 
 
+def _sampling_options(parser) -> None:
+    parser.add_argument("--sampler", default=SAMPLING.sampler, choices=[*SAMPLERS, "pipeline"],
+                        help="sampler (default: %(default)s; 'pipeline': the model's own scheduler)")
+    parser.add_argument("--sampling-steps", type=int, default=SAMPLING.num_inference_steps,
+                        help="sampler steps per image (default: %(default)s)")
+    parser.add_argument("--guidance", type=float, default=SAMPLING.guidance_scale,
+                        help="classifier-free guidance scale (default: %(default)s)")
+
+
+def _sampling_config(args, **settings):
+    from .sampling import SamplingConfig
+
+    return SamplingConfig(num_inference_steps=args.sampling_steps, guidance_scale=args.guidance,
+                          sampler=None if args.sampler == "pipeline" else args.sampler, **settings)
+
+
+def _sampler_settings(args) -> dict:
+    from .sampling import sampler_settings
+
+    return sampler_settings(_sampling_config(args))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="concept-unlearn", description="Concept unlearning for text-to-image diffusion models.")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
@@ -438,8 +466,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--install", action="store_true", help="also replace the package's embedded weights with the new ones")
     t.add_argument("--quick", action="store_true", help="a few steps of each stage only (smoke test, useless weights)")
     t.add_argument("--unet-steps", type=int, default=None,
-                   help="UNet training steps (default: 6500, the embedded weights' recipe; 10000 took 72 min on "
-                        "a quiet 2-core machine and draws better, see README)")
+                   help="UNet training steps (default: 10000, the embedded weights' recipe: 72 min in all on a "
+                        "quiet 2-core machine, see README)")
     t.add_argument("--resume-phase2", action="store_true",
                    help="run only the second UNet phase from OUTPUT/toy_sd_phase1 of an earlier, interrupted run")
     t.set_defaults(func=cmd_toy_train)
@@ -451,6 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--retained", nargs="*", default=[], help="concepts expected to stay")
     e.add_argument("--images-per-prompt", type=int, default=8)
     e.add_argument("--seed", type=int, default=0)
+    _sampling_options(e)
     e.add_argument("--output", default="evaluation", help="folder for metrics.json and grid.png")
     e.set_defaults(func=cmd_evaluate)
 
@@ -459,7 +488,10 @@ def build_parser() -> argparse.ArgumentParser:
     bb = bsub.add_parser("base", help="quality of the embedded toy model (writes bench/results/base_model.json)")
     _toy_model_options(bb)
     bb.add_argument("--images-per-prompt", type=int, default=16)
-    bb.add_argument("--styled-images-per-prompt", type=int, default=4)
+    bb.add_argument("--styled-images-per-prompt", type=int, default=16)
+    bb.add_argument("--seed", type=int, default=0, help="image i of every prompt is drawn from seed SEED + i "
+                                                        "(default: %(default)s)")
+    _sampling_options(bb)
     bb.add_argument("--output", default="bench/results/base_model.json")
     bb.set_defaults(func=cmd_bench_base)
     bu = bsub.add_parser("unet", help="UNet methods side by side (writes bench/results/unet.json and .md)")
@@ -470,10 +502,12 @@ def build_parser() -> argparse.ArgumentParser:
     bu.add_argument("--eval-images", type=int, default=16, help="images per object prompt when scoring a model")
     bu.add_argument("--no-overhead", action="store_true",
                     help="skip the mask-overhead timing (e.g. in the second process of a split run)")
+    _sampling_options(bu)
     _merge_option(bu)
     _bench_options(bu, "bench/results/unet.json")
     bu.set_defaults(func=cmd_bench_unet)
     bt = bsub.add_parser("text-encoder", help="few-shot text-encoder forgetting vs negated TI (writes bench/results/text_encoder.json)")
+    _sampling_options(bt)
     _bench_options(bt, "bench/results/text_encoder.json")
     bt.set_defaults(func=cmd_bench_text_encoder)
     bs = bsub.add_parser("real-size", help="seconds per training step of the Dynamic-Mask trainer on an SD1.5-size "

@@ -24,19 +24,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .sampling import SamplingConfig, sampling_scheduler
 from .toyworld import captions
 from .toyworld.classifier import Predictions, predict
 from .toyworld.concepts import OBJECT_BY_NAME, check_concept, concept_kind, members_of
 from .toyworld.render import render_batch, sample_scene
-
-
-@dataclass
-class SamplingConfig:
-    images_per_prompt: int = 8
-    num_inference_steps: int = 20
-    guidance_scale: float = 5.0
-    seed: int = 0
-    batch_size: int = 128
 
 
 @dataclass
@@ -94,20 +86,28 @@ def generate(pipe, prompts: list[str], cfg: SamplingConfig, negative_prompt: str
              progress: Callable[[int, int], None] | None = None) -> np.ndarray:
     """cfg.images_per_prompt images per prompt, as an N x H x W x 3 uint8 array, prompt-major.
 
-    Image i of every prompt starts from the noise of seed cfg.seed + i."""
+    Image i of every prompt is drawn with the generator of seed cfg.seed + i (its start noise and,
+    for an ancestral sampler, the noise of every step), so it does not depend on the batching.
+    The pipeline's scheduler is swapped for cfg.sampler while sampling and restored afterwards."""
     jobs = [(p, i) for p in prompts for i in range(cfg.images_per_prompt)]
     out = []
-    for start in range(0, len(jobs), cfg.batch_size):
-        chunk = jobs[start:start + cfg.batch_size]
-        gens = [torch.Generator().manual_seed(cfg.seed + i) for _, i in chunk]
-        images = pipe(
-            [p for p, _ in chunk], num_inference_steps=cfg.num_inference_steps, guidance_scale=cfg.guidance_scale,
-            negative_prompt=[negative_prompt] * len(chunk) if negative_prompt else None,
-            generator=gens, output_type="np",
-        ).images
-        out.append((np.clip(images, 0, 1) * 255 + 0.5).astype(np.uint8))
-        if progress:
-            progress(min(start + cfg.batch_size, len(jobs)), len(jobs))
+    own_scheduler = pipe.scheduler
+    pipe.scheduler = sampling_scheduler(pipe, cfg.sampler)
+    try:
+        for start in range(0, len(jobs), cfg.batch_size):
+            chunk = jobs[start:start + cfg.batch_size]
+            gens = [torch.Generator().manual_seed(cfg.seed + i) for _, i in chunk]
+            images = pipe(
+                [p for p, _ in chunk], num_inference_steps=cfg.num_inference_steps,
+                guidance_scale=cfg.guidance_scale,
+                negative_prompt=[negative_prompt] * len(chunk) if negative_prompt else None,
+                generator=gens, output_type="np",
+            ).images
+            out.append((np.clip(images, 0, 1) * 255 + 0.5).astype(np.uint8))
+            if progress:
+                progress(min(start + cfg.batch_size, len(jobs)), len(jobs))
+    finally:
+        pipe.scheduler = own_scheduler
     return np.concatenate(out)
 
 
@@ -167,6 +167,13 @@ def evaluate(pipe, classifier, prompt_sets: list[PromptSet], cfg: SamplingConfig
     cfg = cfg or SamplingConfig()
     if not prompt_sets:
         raise ValueError("nothing to evaluate: give at least one concept with prompts")
+    erased = [s.concept for s in prompt_sets if s.erased]
+    retained = [s.concept for s in prompt_sets if not s.erased]
+    fid_concepts = fid_concepts or retained or erased
+    n_fid = sum(len(s.prompts) for s in prompt_sets if s.concept in fid_concepts) * cfg.images_per_prompt
+    if n_fid < 2:
+        raise ValueError(f"the toy FID needs at least 2 images of {', '.join(fid_concepts)}, this would draw {n_fid}: "
+                         f"raise images_per_prompt (--images-per-prompt)")
     t0 = time.time()
     all_prompts = [p for s in prompt_sets for p in s.prompts]
     images = generate(pipe, all_prompts, cfg, progress=progress)
@@ -188,9 +195,6 @@ def evaluate(pipe, classifier, prompt_sets: list[PromptSet], cfg: SamplingConfig
             if coh is not None:
                 coherence[s.concept] = coh
         start += n
-    erased = [s.concept for s in prompt_sets if s.erased]
-    retained = [s.concept for s in prompt_sets if not s.erased]
-    fid_concepts = fid_concepts or retained or erased
     gen_feats = np.concatenate([features[c] for c in fid_concepts])
     ref = reference_images(fid_concepts, max(2, len(gen_feats) // len(fid_concepts)))
     fid = frechet_distance(gen_feats, predict(classifier, ref).features)

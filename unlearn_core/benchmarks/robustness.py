@@ -97,8 +97,10 @@ class RobustnessBenchConfig:
 
 def retained_accuracy(pipe, classifier, cfg: RobustnessBenchConfig) -> float:
     result, _ = evaluate(pipe, classifier, [PromptSet(o, [captions.object_prompt(o)]) for o in RETAINED],
-                         SamplingConfig(images_per_prompt=cfg.retained_images_per_prompt,
-                                        num_inference_steps=cfg.attack.sampling_steps, seed=cfg.seed))
+                         # the attacks' sampler (the pipeline's own), so retained and attacked images match
+                         SamplingConfig(images_per_prompt=cfg.retained_images_per_prompt, sampler=None,
+                                        num_inference_steps=cfg.attack.sampling_steps,
+                                        guidance_scale=cfg.attack.guidance_scale, seed=cfg.seed))
     return float(result.retained_accuracy)
 
 

@@ -19,6 +19,7 @@ from ..attacks import AttackConfig, learned_token_attack, paraphrase_prompts
 from ..adapters.diffusers_adapter import DiffusersAdapter
 from ..concept_set import Concept, ConceptSet
 from ..evaluation import PromptSet, SamplingConfig, evaluate
+from ..sampling import sampler_settings
 from ..text_encoder_unlearning import (NegatedTIConfig, TextEncoderForgetConfig, forget_text_encoder,
                                        merge_text_encoder_deltas, negated_ti_forget)
 from ..toyworld import captions
@@ -45,6 +46,9 @@ class TextEncoderBenchConfig:
     attack_steps: int = 150
     eval_images_per_prompt: int = 16
     paraphrase_images_per_prompt: int = 2
+    # how words, paraphrase and retained prompts are drawn for scoring: sampler, steps and guidance
+    # (default: the toy model's settings; the learned-token attack samples with its own AttackConfig)
+    evaluation_sampling: dict = field(default_factory=lambda: sampler_settings(SamplingConfig()))
     seed: int = 0
     quick: bool = False
 
@@ -72,22 +76,27 @@ def _word_prompts(name: str) -> list[str]:
     return [captions.object_prompt(name)]
 
 
-def _score(pipe, classifier, name: str, prompts: list[str], per_prompt: int, seed: int) -> float:
+def _score(pipe, classifier, name: str, prompts: list[str], per_prompt: int, seed: int,
+           sampling: dict | None = None) -> float:
+    """The fraction of `per_prompt` images per prompt that show `name`; `sampling` as in
+    `TextEncoderBenchConfig.evaluation_sampling` (default: the toy model's settings)."""
     result, _ = evaluate(pipe, classifier, [PromptSet(name, prompts, erased=True)],
-                         SamplingConfig(images_per_prompt=per_prompt, seed=seed))
+                         SamplingConfig(images_per_prompt=per_prompt, seed=seed, **(sampling or {})))
     return result.concept_accuracy[name]
 
 
 def _measure(pipe, classifier, concepts: list[Concept], cfg: TextEncoderBenchConfig, seed: int = 4321) -> dict:
     words = {c.name: _score(pipe, classifier, c.name, _word_prompts(c.name),
-                            cfg.eval_images_per_prompt if c.name not in STYLES else 2, seed) for c in concepts}
-    para = {c.name: _score(pipe, classifier, c.name, paraphrase_prompts(c.name), cfg.paraphrase_images_per_prompt, seed)
-            for c in concepts}
+                            cfg.eval_images_per_prompt if c.name not in STYLES else 2, seed, cfg.evaluation_sampling)
+             for c in concepts}
+    para = {c.name: _score(pipe, classifier, c.name, paraphrase_prompts(c.name), cfg.paraphrase_images_per_prompt, seed,
+                           cfg.evaluation_sampling) for c in concepts}
     attack = AttackConfig(images=cfg.eval_images_per_prompt, token_steps=cfg.attack_steps, token_lr=cfg.method.ti_lr,
                           seed=seed)
     token = {c.name: learned_token_attack(pipe, classifier, c.name, c.images, attack).success_rate for c in concepts}
     retained, _ = evaluate(pipe, classifier, [PromptSet(o, [captions.object_prompt(o)]) for o in RETAINED],
-                           SamplingConfig(images_per_prompt=cfg.eval_images_per_prompt, seed=seed))
+                           SamplingConfig(images_per_prompt=cfg.eval_images_per_prompt, seed=seed,
+                                          **cfg.evaluation_sampling))
     return {"words": words, "paraphrase": para, "learned_token": token,
             "retained_accuracy": retained.retained_accuracy, "toy_fid": retained.toy_fid}
 

@@ -24,6 +24,7 @@ from ..evaluation import PromptSet, SamplingConfig, evaluate, toy_prompt_sets
 from ..losses import ConceptAwareLossConfig
 from ..masks import MaskConfig
 from ..methods import method_config
+from ..sampling import sampler_settings
 from ..toyworld import captions
 from ..toyworld.concepts import OBJECT_BY_NAME, OBJECT_NAMES
 from ..training_data import prepare_concept_data, prepare_retain_data
@@ -55,6 +56,8 @@ class UnetBenchConfig:
     overhead_steps: int = 60
     overhead_repeats: int = 3
     measure_overhead: bool = True
+    # how scoring draws its images: sampler, steps and guidance (default: the toy model's settings)
+    evaluation_sampling: dict = field(default_factory=lambda: sampler_settings(SamplingConfig()))
     seed: int = 0
     quick: bool = False  # a smoke run: tiny budgets, not for results
 
@@ -95,12 +98,14 @@ def _evaluate(pipe, classifier, erased: list[str], cfg: UnetBenchConfig, seed: i
     object_sets = [s for s in erased_sets if len(s.prompts) == 1]
     object_sets += [PromptSet(o, [captions.object_prompt(o)]) for o in RETAINED]
     result, _ = evaluate(pipe, classifier, object_sets,
-                         SamplingConfig(images_per_prompt=cfg.eval_images_per_prompt, seed=seed),
+                         SamplingConfig(images_per_prompt=cfg.eval_images_per_prompt, seed=seed,
+                                        **cfg.evaluation_sampling),
                          fid_concepts=list(RETAINED))
     style_sets = [s for s in erased_sets if len(s.prompts) > 1]
     if style_sets:
         styled, _ = evaluate(pipe, classifier, style_sets,
-                             SamplingConfig(images_per_prompt=cfg.style_eval_images_per_prompt, seed=seed))
+                             SamplingConfig(images_per_prompt=cfg.style_eval_images_per_prompt, seed=seed,
+                                            **cfg.evaluation_sampling))
         result.concept_accuracy.update(styled.concept_accuracy)
         result.erased = [s.concept for s in erased_sets]
         result.residual_accuracy_total = float(np.mean([result.concept_accuracy[c] for c in result.erased]))

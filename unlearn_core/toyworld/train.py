@@ -46,7 +46,7 @@ class ToyTrainConfig:
     text_steps: int = 500
     text_batch: int = 128
     text_lr: float = 1e-3
-    unet_steps: int = 6500
+    unet_steps: int = 10000
     # optional phase 2: a warm restart of the learning rate from phase 1's EMA weights
     unet_restart_steps: int = 0
     restart_lr: float = 3e-4
