@@ -126,6 +126,7 @@ def test_bench_base_writes_the_result_file(tmp_path):
     assert len(res["object_accuracy"]) == 16 and res["command"].startswith("concept-unlearn bench base")
     s = res["sampling"]
     assert (s["sampler"], s["num_inference_steps"], s["guidance_scale"], s["seed"]) == ("dpm_solver++", 10, 4.0, 5)
+    assert s["distinct_seeds"]  # a rate over many prompts needs more than images-per-prompt noise draws
 
 
 def test_benchmarks_load_the_model_and_classifier_they_are_given(tmp_path):

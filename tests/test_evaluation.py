@@ -65,6 +65,17 @@ def test_generation_is_seeded_per_image(toy_pipe):
     assert not np.array_equal(a[0], a[1])
 
 
+def test_distinct_seeds_give_every_image_its_own_noise(toy_pipe):
+    """Image i of prompt k is drawn from seed + k * images_per_prompt + i: the circle's two images
+    (prompt 1) are what seeds 13 and 14 draw with shared seeds, not what seeds 11 and 12 draw."""
+    kwargs = dict(images_per_prompt=2, num_inference_steps=5)
+    distinct = generate(toy_pipe, ["a star", "a circle"], SamplingConfig(**kwargs, seed=11, distinct_seeds=True))
+    from_13 = generate(toy_pipe, ["a circle"], SamplingConfig(**kwargs, seed=13))
+    from_11 = generate(toy_pipe, ["a circle"], SamplingConfig(**kwargs, seed=11))
+    assert np.abs(distinct[2:].astype(int) - from_13.astype(int)).max() <= 1
+    assert np.abs(distinct[2:].astype(int) - from_11.astype(int)).mean() > 5
+
+
 def test_samplers_are_swapped_in_for_sampling_and_the_pipeline_keeps_its_own(toy_pipe):
     """The default sampler is Euler ancestral; `sampler=None` is the pipeline's own scheduler (for the
     toy model DPM-Solver++, so naming it gives the same images); the pipeline's scheduler object is

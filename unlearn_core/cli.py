@@ -489,8 +489,9 @@ def build_parser() -> argparse.ArgumentParser:
     _toy_model_options(bb)
     bb.add_argument("--images-per-prompt", type=int, default=16)
     bb.add_argument("--styled-images-per-prompt", type=int, default=16)
-    bb.add_argument("--seed", type=int, default=0, help="image i of every prompt is drawn from seed SEED + i "
-                                                        "(default: %(default)s)")
+    bb.add_argument("--seed", type=int, default=0,
+                    help="first seed; every image gets its own, SEED + k * images per prompt + i for image i of "
+                         "prompt k (default: %(default)s)")
     _sampling_options(bb)
     bb.add_argument("--output", default="bench/results/base_model.json")
     bb.set_defaults(func=cmd_bench_base)

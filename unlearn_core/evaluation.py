@@ -87,9 +87,11 @@ def generate(pipe, prompts: list[str], cfg: SamplingConfig, negative_prompt: str
     """cfg.images_per_prompt images per prompt, as an N x H x W x 3 uint8 array, prompt-major.
 
     Image i of every prompt is drawn with the generator of seed cfg.seed + i (its start noise and,
-    for an ancestral sampler, the noise of every step), so it does not depend on the batching.
+    for an ancestral sampler, the noise of every step), so it does not depend on the batching;
+    with cfg.distinct_seeds, image i of prompt k with seed cfg.seed + k * images_per_prompt + i.
     The pipeline's scheduler is swapped for cfg.sampler while sampling and restored afterwards."""
-    jobs = [(p, i) for p in prompts for i in range(cfg.images_per_prompt)]
+    n = cfg.images_per_prompt
+    jobs = [(p, k * n + i if cfg.distinct_seeds else i) for k, p in enumerate(prompts) for i in range(n)]
     out = []
     own_scheduler = pipe.scheduler
     pipe.scheduler = sampling_scheduler(pipe, cfg.sampler)
