@@ -48,7 +48,9 @@ def test_prompt_attacks_find_the_concept_more_often_than_a_control(toy_pipe, cla
 
 @pytest.mark.slow
 def test_learned_token_finds_the_concept_its_starting_word_does_not_show(toy_pipe, classifier, shots):
-    trained = A.learned_token_attack(toy_pipe, classifier, CONCEPT, shots, CFG)
+    # 30 steps found the zigzag in 2 of 12 images on the 10000-step toy model (0 at 0 steps): a token
+    # started at "square" needs more steps on a model that holds its words more firmly
+    trained = A.learned_token_attack(toy_pipe, classifier, CONCEPT, shots, dataclasses.replace(CFG, token_steps=80))
     untrained = A.learned_token_attack(toy_pipe, classifier, CONCEPT, shots, dataclasses.replace(CFG, token_steps=0))
     print(f"learned token: {trained.success_rate:.3f} vs 0 steps {untrained.success_rate:.3f}")
     assert trained.success_rate >= untrained.success_rate + MARGIN
