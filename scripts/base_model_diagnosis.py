@@ -8,9 +8,10 @@
 3. Samplers (--samplers): the same prompts with other samplers, step counts and guidance scales:
    deterministic ODE solvers (DPM-Solver++, Euler) against ancestral (stochastic) ones.
 
-Styled prompts share their seeds (image i of every prompt starts from seed i) and some seeds draw
-low-contrast images whose texture is lost whatever the prompt, so a style mean over 2 or 4 images
-per prompt swings by ±0.2 with the seeds; `concept-unlearn bench base` uses 16.
+Parts 2 and 3 score through `bench_base_model`, so every image has its own seed. The committed
+results from before that change (bench/results/base_model_samplers*.json, base_model_diagnosis.json)
+drew image i of every prompt from seed i, 2 images per styled prompt: their style columns rest on
+two noise draws and overstate the style (README: base model quality).
 
 Prints one JSON line per part and writes them all to one file.
 

@@ -25,7 +25,6 @@ def bench_base_model(pipe, classifier, images_per_prompt: int = 16, styled_image
     0-15) and 0.688 (seeds 1000-1015) for the same model and sampler."""
     t0 = time.time()
     sampling = replace(sampling or SamplingConfig(), distinct_seeds=True)
-    seed = sampling.seed
     cfg = replace(sampling, images_per_prompt=images_per_prompt)
     objects, _ = evaluate(pipe, classifier, [PromptSet(o, [captions.object_prompt(o)]) for o in OBJECT_NAMES],
                           cfg, progress=progress)
@@ -45,7 +44,7 @@ def bench_base_model(pipe, classifier, images_per_prompt: int = 16, styled_image
         "classifier_colour_accuracy": cls["colour"],
         "toy_fid": objects.toy_fid,
         "images_per_prompt": images_per_prompt,
-        "seed": seed,
+        "seed": sampling.seed,
         "styled_images_per_prompt": styled_images_per_prompt,
         "styled_prompts": len(OBJECT_NAMES) * len(STYLES),
         "predicted_objects": objects.predicted_objects,
