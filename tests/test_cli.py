@@ -185,6 +185,8 @@ def test_toy_train_quick_builds_a_loadable_model(tmp_path):
     assert report["config"]["unet_steps"] == 12
     for key in ("classifier_s", "vae_s", "unet_s", "unet_restart_s", "total_s"):
         assert key in report["timings"]
+    assert set(report["vae_reconstruction_accuracy"]) == {"object", "style"}
+    assert all(0.0 <= v <= 1.0 for v in report["vae_reconstruction_accuracy"].values())
     from unlearn_core.toyworld.assets import load_toy_classifier, load_toy_pipeline
 
     pipe = load_toy_pipeline(out / "toy_sd")

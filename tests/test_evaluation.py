@@ -28,6 +28,15 @@ def test_classifier_accuracy_on_fresh_renders(classifier):
     assert acc["superclass"] >= 0.97
 
 
+def test_renders_decoded_through_the_vae_keep_their_labels(toy_pipe, classifier):
+    # The ceiling the VAE puts on generated images; scoring raw [-1, 1] decoder output or
+    # skipping the decode would give near-chance numbers.
+    from unlearn_core.toyworld.train import vae_reconstruction_accuracy
+
+    acc = vae_reconstruction_accuracy(toy_pipe.vae, classifier, n=500)
+    assert acc["object"] >= 0.93 and acc["style"] >= 0.93, acc
+
+
 def test_metrics_on_rendered_images_and_on_noise(classifier):
     renders = reference_images(["star"], 64, seed=3)
     pred = predict(classifier, renders)

@@ -61,6 +61,19 @@ def test_style_labels_match_the_amount_of_paint():
     assert paint["solid"] > paint["dotted"] > paint["outlined"]
 
 
+@pytest.mark.parametrize("obj", OBJECT_NAMES)
+def test_every_textured_render_shows_its_texture(obj):
+    # Thin shapes (bolt, zigzag) are only a few pixels wide: a striped or dotted one must still
+    # show paint inside its outline, or its image would look outlined under a textured label.
+    rng = np.random.default_rng(11)
+    for _ in range(20):
+        scene = sample_scene(rng, object=obj, colour="red", style="outlined")
+        outlined = _colour_pixels(render_scene(scene), "red")
+        for style in ("striped", "dotted"):
+            textured = _colour_pixels(render_scene(type(scene)(**{**scene.to_dict(), "style": style})), "red")
+            assert textured >= outlined + 2, (obj, style, scene)
+
+
 def test_shapes_differ_from_each_other():
     rng = np.random.default_rng(0)
     base = sample_scene(rng, colour="blue", style="solid")

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from .captions import HELD_OUT_TEMPLATES, _fill, all_caption_words, training_caption_and_labels
-from .classifier import held_out_accuracy, save_classifier, to_tensor, train_classifier
+from .classifier import held_out_accuracy, predict, save_classifier, to_tensor, train_classifier
 from .model import (ToyModelConfig, build_sampling_scheduler, build_text_encoder, build_train_scheduler,
                     build_unet, build_vae)
 from .concepts import COLOUR_NAMES, OBJECT_BY_NAME, OBJECT_NAMES, STYLES, SUPERCLASS_NAMES, SUPERCLASS_WORDS
@@ -163,6 +163,21 @@ def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> N
             pe.lerp_(p, 1.0 - decay)
 
 
+@torch.no_grad()
+def vae_reconstruction_accuracy(vae, classifier, n: int = 2000, seed: int = 12345) -> dict[str, float]:
+    """The classifier's accuracy on fresh renders passed through the VAE: the ceiling the VAE
+    puts on any generated image's score."""
+    scenes = sample_scenes(n, seed=seed)
+    images = to_tensor(render_batch(scenes))
+    decoded = []
+    for i in range(0, n, 250):
+        latents = vae.encode(images[i:i + 250] * 2 - 1).latent_dist.mean
+        decoded.append(((vae.decode(latents).sample + 1) / 2).clamp(0, 1))
+    pred = predict(classifier, torch.cat(decoded))
+    return {"object": float(np.mean([p == s.object for p, s in zip(pred.object, scenes)])),
+            "style": float(np.mean([p == s.style for p, s in zip(pred.style, scenes)]))}
+
+
 def train_toy_world(cfg: ToyTrainConfig, log=print) -> dict:
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -193,6 +208,8 @@ def train_toy_world(cfg: ToyTrainConfig, log=print) -> dict:
     vae.register_to_config(scaling_factor=scaling)
     timings["vae_s"] = time.time() - t0
     log(f"vae trained, latent scaling factor {scaling:.4f}")
+    vae_acc = vae_reconstruction_accuracy(vae, classifier)
+    log(f"classifier accuracy on held-out renders decoded through the vae {vae_acc}")
 
     tokenizer = build_tokenizer(all_caption_words(), out / "tokenizer")
     text_encoder = build_text_encoder(model_cfg, len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id)
@@ -215,7 +232,7 @@ def train_toy_world(cfg: ToyTrainConfig, log=print) -> dict:
     save_pipeline(out / "toy_sd", vae, ema_te, tokenizer, ema_unet)
     timings["total_s"] = time.time() - t_start
     report = {"config": asdict(cfg), "timings": timings, "classifier_held_out_accuracy": cls_acc,
-              "text_encoder_probe_accuracy_held_out": text_probe}
+              "vae_reconstruction_accuracy": vae_acc, "text_encoder_probe_accuracy_held_out": text_probe}
     (out / "toy_train_report.json").write_text(json.dumps(report, indent=2))
     log(f"toy-train finished in {timings['total_s'] / 60:.1f} min")
     return report
