@@ -82,15 +82,23 @@ def test_interrupted_forget_writes_nothing(tmp_path):
     out = tmp_path / "out"
     args = ["forget", "--concepts", str(cs), "--output", str(out), "--steps", "100000", "--images-per-concept", "2",
             "--warmup", "1"]
-    proc = subprocess.Popen(CLI + args, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    seen = ""
-    deadline = time.time() + 300
-    while "unlearning" not in seen and time.time() < deadline:
-        seen += proc.stderr.read(1)
-    assert "unlearning" in seen
-    time.sleep(1.0)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    # A suite started in the background (`nohup ... &`) hands its children SIGINT ignored, and
+    # Python then never raises KeyboardInterrupt: give the CLI the default disposition, as a terminal would.
+    proc = subprocess.Popen(CLI + args, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        seen = ""
+        deadline = time.time() + 300
+        while "unlearning" not in seen and time.time() < deadline:
+            seen += proc.stderr.read(1)
+        assert "unlearning" in seen
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     assert proc.returncode == 130
     assert "interrupted" in err
     assert not out.exists()
