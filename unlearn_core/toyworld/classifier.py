@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,10 +141,13 @@ def train_classifier(steps: int = 1500, batch_size: int = 128, n_images: int = 4
     return model
 
 
-def held_out_accuracy(model: ToyClassifier, n: int = 2000, seed: int = 12345) -> dict[str, float]:
-    """Accuracy on freshly rendered images from a seed the training never used."""
+def held_out_accuracy(model: ToyClassifier, n: int = 2000, seed: int = 12345,
+                      transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict[str, float]:
+    """Accuracy on freshly rendered images from a seed the training never used; `transform`, if
+    given, maps the renders (Nx3xHxW floats in [0, 1]) to what is classified, e.g. a VAE round trip."""
     scenes = sample_scenes(n, seed=seed)
-    pred = predict(model, render_batch(scenes))
+    images = to_tensor(render_batch(scenes))
+    pred = predict(model, transform(images) if transform else images)
     return {
         "object": float(np.mean([p == s.object for p, s in zip(pred.object, scenes)])),
         "superclass": float(np.mean([p == s.superclass for p, s in zip(pred.superclass, scenes)])),

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from .captions import HELD_OUT_TEMPLATES, _fill, all_caption_words, training_caption_and_labels
-from .classifier import held_out_accuracy, predict, save_classifier, to_tensor, train_classifier
+from .classifier import held_out_accuracy, save_classifier, to_tensor, train_classifier
 from .model import (ToyModelConfig, build_sampling_scheduler, build_text_encoder, build_train_scheduler,
                     build_unet, build_vae)
 from .concepts import COLOUR_NAMES, OBJECT_BY_NAME, OBJECT_NAMES, STYLES, SUPERCLASS_NAMES, SUPERCLASS_WORDS
@@ -167,15 +167,15 @@ def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> N
 def vae_reconstruction_accuracy(vae, classifier, n: int = 2000, seed: int = 12345) -> dict[str, float]:
     """The classifier's accuracy on fresh renders passed through the VAE: the ceiling the VAE
     puts on any generated image's score."""
-    scenes = sample_scenes(n, seed=seed)
-    images = to_tensor(render_batch(scenes))
-    decoded = []
-    for i in range(0, n, 250):
-        latents = vae.encode(images[i:i + 250] * 2 - 1).latent_dist.mean
-        decoded.append(((vae.decode(latents).sample + 1) / 2).clamp(0, 1))
-    pred = predict(classifier, torch.cat(decoded))
-    return {"object": float(np.mean([p == s.object for p, s in zip(pred.object, scenes)])),
-            "style": float(np.mean([p == s.style for p, s in zip(pred.style, scenes)]))}
+    def round_trip(images: torch.Tensor) -> torch.Tensor:
+        decoded = []
+        for i in range(0, len(images), 250):
+            latents = vae.encode(images[i:i + 250] * 2 - 1).latent_dist.mean
+            decoded.append(((vae.decode(latents).sample + 1) / 2).clamp(0, 1))
+        return torch.cat(decoded)
+
+    acc = held_out_accuracy(classifier, n=n, seed=seed, transform=round_trip)
+    return {"object": acc["object"], "style": acc["style"]}
 
 
 def train_toy_world(cfg: ToyTrainConfig, log=print) -> dict:
