@@ -25,9 +25,10 @@ import torch
 from unlearn_core.evaluation import SamplingConfig, generate
 from unlearn_core.toyworld import captions
 from unlearn_core.toyworld.assets import load_toy_classifier, load_toy_pipeline
-from unlearn_core.toyworld.classifier import predict
+from unlearn_core.toyworld.classifier import predict, to_tensor
 from unlearn_core.toyworld.concepts import OBJECT_NAMES
 from unlearn_core.toyworld.render import render_batch, sample_scenes
+from unlearn_core.toyworld.train import vae_round_trip
 
 
 def frame_score(images: np.ndarray) -> np.ndarray:
@@ -40,13 +41,6 @@ def frame_score(images: np.ndarray) -> np.ndarray:
         x[:, :, -2:].mean((1, 2)) - x[:, :, -6:-3].mean((1, 2)),
     ]
     return np.abs(np.stack(sides)).mean(0)
-
-
-def vae_round_trip(pipe, images: np.ndarray) -> np.ndarray:
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
-    with torch.no_grad():
-        y = pipe.vae.decode(pipe.vae.encode(x).latent_dist.mean).sample
-    return ((y.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 def summary(scores: np.ndarray) -> dict:
@@ -73,7 +67,8 @@ def main() -> None:
             f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
             for k, v in vars(args).items() if v is not None),
         "renders": summary(frame_score(renders)),
-        "vae_round_trip": summary(frame_score(vae_round_trip(pipe, renders))),
+        "vae_round_trip": summary(frame_score(
+            (vae_round_trip(pipe.vae, to_tensor(renders)) * 255).round().permute(0, 2, 3, 1).numpy())),
         "generated": [],
     }
     prompts = [captions.object_prompt(o) for o in OBJECT_NAMES]

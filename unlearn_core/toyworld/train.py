@@ -164,17 +164,19 @@ def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> N
 
 
 @torch.no_grad()
+def vae_round_trip(vae, images: torch.Tensor, batch_size: int = 250) -> torch.Tensor:
+    """Images (Nx3xHxW floats in [0, 1]) encoded to their latent means and decoded again."""
+    decoded = []
+    for i in range(0, len(images), batch_size):
+        latents = vae.encode(images[i:i + batch_size] * 2 - 1).latent_dist.mean
+        decoded.append(((vae.decode(latents).sample + 1) / 2).clamp(0, 1))
+    return torch.cat(decoded)
+
+
 def vae_reconstruction_accuracy(vae, classifier, n: int = 2000, seed: int = 12345) -> dict[str, float]:
     """The classifier's accuracy on fresh renders passed through the VAE: the ceiling the VAE
     puts on any generated image's score."""
-    def round_trip(images: torch.Tensor) -> torch.Tensor:
-        decoded = []
-        for i in range(0, len(images), 250):
-            latents = vae.encode(images[i:i + 250] * 2 - 1).latent_dist.mean
-            decoded.append(((vae.decode(latents).sample + 1) / 2).clamp(0, 1))
-        return torch.cat(decoded)
-
-    acc = held_out_accuracy(classifier, n=n, seed=seed, transform=round_trip)
+    acc = held_out_accuracy(classifier, n=n, seed=seed, transform=lambda images: vae_round_trip(vae, images))
     return {"object": acc["object"], "style": acc["style"]}
 
 
