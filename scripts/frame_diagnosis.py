@@ -16,7 +16,7 @@ gradient alone gives a couple of units) — for
 
 import argparse
 import json
-from dataclasses import replace
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -63,9 +63,7 @@ def main() -> None:
     classifier = load_toy_classifier(args.classifier)
     renders = render_batch(sample_scenes(256, 11))
     result = {
-        "command": "python scripts/frame_diagnosis.py " + " ".join(
-            f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
-            for k, v in vars(args).items() if v is not None),
+        "command": " ".join(["python scripts/frame_diagnosis.py", *sys.argv[1:]]),
         "renders": summary(frame_score(renders)),
         "vae_round_trip": summary(frame_score(
             (vae_round_trip(pipe.vae, to_tensor(renders)) * 255).round().permute(0, 2, 3, 1).numpy())),
@@ -74,8 +72,8 @@ def main() -> None:
     prompts = [captions.object_prompt(o) for o in OBJECT_NAMES]
     wanted = np.repeat(np.array(OBJECT_NAMES), args.images_per_prompt)
     for guidance in args.guidance:
-        cfg = replace(SamplingConfig(), images_per_prompt=args.images_per_prompt, distinct_seeds=True,
-                      seed=args.seed, guidance_scale=guidance)
+        cfg = SamplingConfig(images_per_prompt=args.images_per_prompt, distinct_seeds=True, seed=args.seed,
+                             guidance_scale=guidance)
         images = generate(pipe, prompts, cfg)
         predicted = np.array(predict(classifier, images).object)
         result["generated"].append({
