@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 from diffusers import DDPMScheduler
 
+from unlearn_core.toyworld import captions as toy_captions
 from unlearn_core.toyworld.assets import load_toy_pipeline
 from unlearn_core.toyworld.classifier import to_tensor
-from unlearn_core.toyworld.concepts import OBJECT_BY_NAME
 from unlearn_core.toyworld.render import render_batch, sample_scenes
 
 TIMESTEPS = (999, 950, 900, 800, 600, 300)
@@ -65,7 +65,7 @@ def main() -> None:
 
     scenes = sample_scenes(args.images, seed=999)
     images = to_tensor(render_batch(scenes))
-    captions = [f"a {OBJECT_BY_NAME[s.object].words[0]}" for s in scenes]
+    captions = [toy_captions.object_prompt(s.object) for s in scenes]
     result = {"command": " ".join(["python scripts/x0_error_diagnosis.py", *sys.argv[1:]]),
               "images": args.images, "guidance": GUIDANCE, "models": {}}
     for model in args.model:
