@@ -178,19 +178,22 @@ def test_bench_robustness_quick_writes_a_row_per_method_scenario_and_attack(tmp_
     assert r.returncode == 2 and "unknown attack 'jailbreak'" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_toy_train_refuses_a_non_positive_unet_step_count(tmp_path):
+def test_toy_train_refuses_bad_unet_step_counts(tmp_path):
     r = run("toy-train", "--unet-steps", "0", "--output", str(tmp_path / "toy"))
     assert r.returncode == 2 and "--unet-steps must be at least 1, got 0" in r.stderr
+    assert not (tmp_path / "toy").exists()
+    r = run("toy-train", "--unet-restart-steps", "-1", "--output", str(tmp_path / "toy"))
+    assert r.returncode == 2 and "--unet-restart-steps must be 0 or more, got -1" in r.stderr
     assert not (tmp_path / "toy").exists()
 
 
 def test_toy_train_quick_builds_a_loadable_model(tmp_path):
     """The reproduction command end to end, with tiny budgets (the weights are useless)."""
     out = tmp_path / "toy"
-    r = run("--threads", "2", "toy-train", "--quick", "--unet-steps", "12", "--output", str(out), timeout=900)
+    r = run("--threads", "2", "toy-train", "--quick", "--unet-steps", "12", "--unet-restart-steps", "4", "--output", str(out), timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
     report = json.loads((out / "toy_train_report.json").read_text())
-    assert report["config"]["unet_steps"] == 12
+    assert report["config"]["unet_steps"] == 12 and report["config"]["unet_restart_steps"] == 4
     for key in ("classifier_s", "vae_s", "unet_s", "unet_restart_s", "total_s"):
         assert key in report["timings"]
     assert set(report["vae_reconstruction_accuracy"]) == {"object", "style"}

@@ -54,6 +54,10 @@ def cmd_toy_train(args) -> int:
         if args.unet_steps < 1:
             raise ValueError(f"--unet-steps must be at least 1, got {args.unet_steps}")
         cfg.unet_steps = args.unet_steps
+    if args.unet_restart_steps is not None:
+        if args.unet_restart_steps < 0:
+            raise ValueError(f"--unet-restart-steps must be 0 or more, got {args.unet_restart_steps}")
+        cfg.unet_restart_steps = args.unet_restart_steps
     report = resume_restart_phase(cfg) if args.resume_phase2 else train_toy_world(cfg)
     if args.install:
         import shutil
@@ -460,14 +464,17 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--seed", type=int, default=0)
     f.set_defaults(func=cmd_forget)
 
-    t = sub.add_parser("toy-train", help="rebuild the embedded toy model and classifier from scratch (~1 h on 2 CPU cores)")
+    t = sub.add_parser("toy-train", help="rebuild the embedded toy model and classifier from scratch (~1.5 h on 2 CPU cores)")
     t.add_argument("--output", default="toy_build", help="where to write the new model (default: %(default)s)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--install", action="store_true", help="also replace the package's embedded weights with the new ones")
     t.add_argument("--quick", action="store_true", help="a few steps of each stage only (smoke test, useless weights)")
     t.add_argument("--unet-steps", type=int, default=None,
-                   help="UNet training steps (default: 10000, the embedded weights' recipe: 72 min in all on a "
-                        "quiet 2-core machine, see README)")
+                   help="UNet training steps of phase 1 (default: 6000, the embedded weights' recipe)")
+    t.add_argument("--unet-restart-steps", type=int, default=None,
+                   help="UNet steps of phase 2, a warm restart of the learning rate from phase 1's EMA (default: "
+                        "2200; 0 skips it). The default recipe takes about 85 min in all on a quiet 2-core "
+                        "machine, see README")
     t.add_argument("--resume-phase2", action="store_true",
                    help="run only the second UNet phase from OUTPUT/toy_sd_phase1 of an earlier, interrupted run")
     t.set_defaults(func=cmd_toy_train)

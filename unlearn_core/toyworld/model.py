@@ -2,8 +2,9 @@
 
 Same component types as SD 1.x (AutoencoderKL, UNet2DConditionModel with cross-attention,
 CLIP text encoder, CLIP BPE tokenizer), shrunk so that training and unlearning run on a CPU:
-32x32 RGB images, 16x16x4 latents, a 4-layer text encoder of width 128, cross-attention at
-the 8x8 and 4x4 UNet levels.
+32x32 RGB images and 32x32x4 latents (the VAE does not downsample, so the UNet draws the 4-pixel
+textures at their own resolution), a 4-layer text encoder of width 128, a 4-level UNet
+(32, 16, 8, 4) with cross-attention at the 8x8 and 4x4 levels.
 """
 
 from __future__ import annotations
@@ -21,9 +22,13 @@ class ToyModelConfig:
     text_width: int = 128
     text_layers: int = 4
     text_heads: int = 4
-    unet_channels: tuple[int, ...] = (32, 64, 128)
+    unet_channels: tuple[int, ...] = (16, 32, 64, 128)
     unet_heads: int = 4
-    vae_channels: tuple[int, ...] = (32, 64)
+    unet_norm_groups: int = 8
+    # cross- and self-attention only at UNet levels this small or smaller
+    unet_attention_max_size: int = 8
+    # one level: no downsampling, latents at the image's resolution
+    vae_channels: tuple[int, ...] = (64,)
     latent_channels: int = 4
     max_length: int = 32
 
@@ -54,17 +59,19 @@ def build_text_encoder(cfg: ToyModelConfig, vocab_size: int, bos_id: int, eos_id
     return CLIPTextModel(config)
 
 
-def build_unet(cfg: ToyModelConfig, vae_scale: int = 2) -> UNet2DConditionModel:
-    n = len(cfg.unet_channels)
-    # No attention at the full latent resolution: it costs most of the time, and the
-    # conditioning (which object, colour, style) is placed well from the coarser levels.
-    down = ("DownBlock2D",) + ("CrossAttnDownBlock2D",) * (n - 1)
-    up = ("CrossAttnUpBlock2D",) * (n - 1) + ("UpBlock2D",)
+def build_unet(cfg: ToyModelConfig, vae_scale: int = 1) -> UNet2DConditionModel:
+    latent_size = IMAGE_SIZE // vae_scale
+    sizes = [latent_size // 2 ** i for i in range(len(cfg.unet_channels))]
+    # No attention at the fine levels: it costs most of the time there, and the conditioning
+    # (which object, colour, style) is placed well from the coarser levels.
+    attends = [size <= cfg.unet_attention_max_size for size in sizes]
+    down = tuple("CrossAttnDownBlock2D" if a else "DownBlock2D" for a in attends)
+    up = tuple("CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attends))
     return UNet2DConditionModel(
-        sample_size=IMAGE_SIZE // vae_scale, in_channels=cfg.latent_channels, out_channels=cfg.latent_channels,
+        sample_size=latent_size, in_channels=cfg.latent_channels, out_channels=cfg.latent_channels,
         down_block_types=down, up_block_types=up, block_out_channels=cfg.unet_channels,
         layers_per_block=1, cross_attention_dim=cfg.text_width, attention_head_dim=cfg.unet_heads,
-        norm_num_groups=32,
+        norm_num_groups=cfg.unet_norm_groups,
     )
 
 

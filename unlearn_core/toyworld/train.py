@@ -41,14 +41,14 @@ class ToyTrainConfig:
     n_images: int = 40000
     classifier_steps: int = 2000
     classifier_images: int = 40000
-    vae_steps: int = 1000
+    vae_steps: int = 500
     vae_batch: int = 32
     text_steps: int = 500
     text_batch: int = 128
     text_lr: float = 1e-3
-    unet_steps: int = 10000
+    unet_steps: int = 6000
     # optional phase 2: a warm restart of the learning rate from phase 1's EMA weights
-    unet_restart_steps: int = 0
+    unet_restart_steps: int = 2200
     restart_lr: float = 3e-4
     unet_batch: int = 64
     lr: float = 6e-4
