@@ -59,8 +59,9 @@ def build_text_encoder(cfg: ToyModelConfig, vocab_size: int, bos_id: int, eos_id
     return CLIPTextModel(config)
 
 
-def build_unet(cfg: ToyModelConfig, vae_scale: int = 1) -> UNet2DConditionModel:
-    latent_size = IMAGE_SIZE // vae_scale
+def build_unet(cfg: ToyModelConfig) -> UNet2DConditionModel:
+    # AutoencoderKL halves the resolution between its levels, so the latents are this size
+    latent_size = IMAGE_SIZE // 2 ** (len(cfg.vae_channels) - 1)
     sizes = [latent_size // 2 ** i for i in range(len(cfg.unet_channels))]
     # No attention at the fine levels: it costs most of the time there, and the conditioning
     # (which object, colour, style) is placed well from the coarser levels.

@@ -219,7 +219,7 @@ def train_toy_world(cfg: ToyTrainConfig, log=print) -> dict:
     text_probe = _pretrain_text_encoder(text_encoder, tokenizer, cfg, log)
     text_encoder.requires_grad_(False)
     timings["text_encoder_s"] = time.time() - t0
-    unet = build_unet(model_cfg, vae_scale=2 ** (len(model_cfg.vae_channels) - 1))
+    unet = build_unet(model_cfg)
     data = _Data(scenes, means, stds, scaling)
     t0 = time.time()
     ema_te, ema_unet = _train_denoiser(
