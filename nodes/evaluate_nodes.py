@@ -12,8 +12,7 @@ import numpy as np
 import torch
 from comfy_api.latest import io, ui
 
-from ..unlearn_core.attacks import comparison_rows
-from ..unlearn_core.evaluation import before_after_grid
+from ..unlearn_core.comparison import before_after_grid, comparison_rows
 from .comfy_types import CATEGORY, ConceptSetType
 from .progress import should_cancel
 

@@ -19,10 +19,10 @@ import sys
 
 import torch
 
-from unlearn_core.benchmarks.text_encoder import SIBLING_ANCHORS, _score
-from unlearn_core.toyworld import captions
-from unlearn_core.toyworld.assets import load_toy_classifier, load_toy_pipeline
-from unlearn_core.toyworld.concepts import OBJECT_BY_NAME
+from unlearn_core.research.benchmarks.text_encoder import SIBLING_ANCHORS, _score
+from unlearn_core.research.toyworld import captions
+from unlearn_core.research.toyworld.assets import load_toy_classifier, load_toy_pipeline
+from unlearn_core.research.toyworld.concepts import OBJECT_BY_NAME
 
 CONCEPTS = ("star", "circle", "triangle", "bolt")
 SEED = 4321  # the text-encoder benchmark's evaluation seed

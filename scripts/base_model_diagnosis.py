@@ -29,12 +29,12 @@ import numpy as np
 import torch
 
 from unlearn_core.adapters.diffusers_adapter import DiffusersAdapter
-from unlearn_core.benchmarks.base_model import bench_base_model
+from unlearn_core.research.benchmarks.base_model import bench_base_model
 from unlearn_core.sampling import SamplingConfig
-from unlearn_core.toyworld.assets import load_toy_classifier, load_toy_pipeline
-from unlearn_core.toyworld.classifier import predict, to_tensor
-from unlearn_core.toyworld.concepts import OBJECT_NAMES
-from unlearn_core.toyworld.render import render_batch, sample_scenes
+from unlearn_core.research.toyworld.assets import load_toy_classifier, load_toy_pipeline
+from unlearn_core.research.toyworld.classifier import predict, to_tensor
+from unlearn_core.research.toyworld.concepts import OBJECT_NAMES
+from unlearn_core.research.toyworld.render import render_batch, sample_scenes
 
 RENDERS_PER_OBJECT = 64
 STYLED_IMAGES_PER_PROMPT = 8

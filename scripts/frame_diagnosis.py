@@ -22,13 +22,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from unlearn_core.evaluation import SamplingConfig, generate
-from unlearn_core.toyworld import captions
-from unlearn_core.toyworld.assets import load_toy_classifier, load_toy_pipeline
-from unlearn_core.toyworld.classifier import predict, to_tensor
-from unlearn_core.toyworld.concepts import OBJECT_NAMES
-from unlearn_core.toyworld.render import render_batch, sample_scenes
-from unlearn_core.toyworld.train import vae_round_trip
+from unlearn_core.research.evaluation import SamplingConfig, generate
+from unlearn_core.research.toyworld import captions
+from unlearn_core.research.toyworld.assets import load_toy_classifier, load_toy_pipeline
+from unlearn_core.research.toyworld.classifier import predict, to_tensor
+from unlearn_core.research.toyworld.concepts import OBJECT_NAMES
+from unlearn_core.research.toyworld.render import render_batch, sample_scenes
+from unlearn_core.research.toyworld.train import vae_round_trip
 
 
 def frame_score(images: np.ndarray) -> np.ndarray:

@@ -19,10 +19,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from unlearn_core.evaluation import SamplingConfig, generate
-from unlearn_core.toyworld.assets import load_toy_classifier, load_toy_pipeline
-from unlearn_core.toyworld.classifier import predict
-from unlearn_core.toyworld.concepts import COLOUR_NAMES, COLOURS, OBJECT_NAMES, STYLES, article
+from unlearn_core.research.evaluation import SamplingConfig, generate
+from unlearn_core.research.toyworld.assets import load_toy_classifier, load_toy_pipeline
+from unlearn_core.research.toyworld.classifier import predict
+from unlearn_core.research.toyworld.concepts import COLOUR_NAMES, COLOURS, OBJECT_NAMES, STYLES, article
 
 
 def luminance(rgb: np.ndarray) -> np.ndarray:

@@ -19,9 +19,9 @@ import time
 
 import torch
 
-from unlearn_core.benchmarks.robustness import (OBJECTS, RobustnessBenchConfig, _Trainer, attack_rates,
+from unlearn_core.research.benchmarks.robustness import (OBJECTS, RobustnessBenchConfig, _Trainer, attack_rates,
                                                 retained_accuracy)
-from unlearn_core.toyworld.assets import load_toy_classifier, load_toy_pipeline
+from unlearn_core.research.toyworld.assets import load_toy_classifier, load_toy_pipeline
 
 
 def main(variants: list[str], retain_images: int, train_seed: int | None) -> None:

@@ -24,11 +24,11 @@ import torch
 
 from unlearn_core.adapters.clip_text_adapter import ClipTextAdapter
 from unlearn_core.adapters.diffusers_adapter import DiffusersAdapter
-from unlearn_core.benchmarks.text_encoder import RETAINED, TextEncoderBenchConfig, _concept, _measure
+from unlearn_core.research.benchmarks.text_encoder import RETAINED, TextEncoderBenchConfig, _concept, _measure
 from unlearn_core.concept_set import ConceptSet
 from unlearn_core.text_encoder_unlearning import TextEncoderForgetConfig, forget_text_encoder, merge_text_encoder_deltas
-from unlearn_core.toyworld import captions
-from unlearn_core.toyworld.assets import load_toy_classifier, load_toy_pipeline
+from unlearn_core.research.toyworld import captions
+from unlearn_core.research.toyworld.assets import load_toy_classifier, load_toy_pipeline
 
 
 def main(threads: int, names: list[str], settings: dict[str, dict], measure: bool) -> None:

@@ -17,10 +17,10 @@ import time
 import torch
 
 from unlearn_core.adapters.diffusers_adapter import DiffusersAdapter
-from unlearn_core.benchmarks.unet import RETAINED, SEQ10, UnetBenchConfig, _evaluate, _object_concept
+from unlearn_core.research.benchmarks.unet import RETAINED, SEQ10, UnetBenchConfig, _evaluate, object_concept
 from unlearn_core.concept_set import ConceptSet
-from unlearn_core.toyworld import captions
-from unlearn_core.toyworld.assets import load_toy_classifier, load_toy_pipeline
+from unlearn_core.research.toyworld import captions
+from unlearn_core.research.toyworld.assets import load_toy_classifier, load_toy_pipeline
 from unlearn_core.training_data import prepare_concept_data, prepare_retain_data
 from unlearn_core.unet_unlearning import unlearn_unet
 from unlearn_core.weights_io import merge_unet_deltas
@@ -30,7 +30,7 @@ def main(threads: int, grid: list[dict]) -> None:
     torch.set_num_threads(threads)
     pipe, classifier = load_toy_pipeline(), load_toy_classifier()
     adapter = DiffusersAdapter(pipe)
-    concepts = [_object_concept(n) for n in SEQ10]
+    concepts = [object_concept(n) for n in SEQ10]
     data = [prepare_concept_data(adapter, c, 32, seed=17 * i) for i, c in enumerate(concepts)]  # as the bench
     retain_prompts = [captions.object_prompt(o) for o in RETAINED]
     retain_sets = {}

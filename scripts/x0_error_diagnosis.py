@@ -18,10 +18,10 @@ from pathlib import Path
 import torch
 from diffusers import DDPMScheduler
 
-from unlearn_core.toyworld import captions as toy_captions
-from unlearn_core.toyworld.assets import load_toy_pipeline
-from unlearn_core.toyworld.classifier import to_tensor
-from unlearn_core.toyworld.render import render_batch, sample_scenes
+from unlearn_core.research.toyworld import captions as toy_captions
+from unlearn_core.research.toyworld.assets import load_toy_pipeline
+from unlearn_core.research.toyworld.classifier import to_tensor
+from unlearn_core.research.toyworld.render import render_batch, sample_scenes
 
 TIMESTEPS = (999, 950, 900, 800, 600, 300)
 GUIDANCE = 3.0

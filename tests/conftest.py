@@ -9,14 +9,14 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 @pytest.fixture(scope="session")
 def toy_pipe():
-    from unlearn_core.toyworld.assets import load_toy_pipeline
+    from unlearn_core.research.toyworld.assets import load_toy_pipeline
 
     return load_toy_pipeline()
 
 
 @pytest.fixture(scope="session")
 def classifier():
-    from unlearn_core.toyworld.assets import load_toy_classifier
+    from unlearn_core.research.toyworld.assets import load_toy_classifier
 
     return load_toy_classifier()
 

@@ -1,4 +1,4 @@
-"""The attacks of unlearn_core.attacks on the embedded toy model (no mocks).
+"""The attacks of unlearn_core.research.attacks on the embedded toy model (no mocks).
 
 Success rates are compared with a control on the same model and the same seeds, so the tests hold
 for a weak and a strong toy model alike: on the base model an attack must find the concept
@@ -11,9 +11,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from unlearn_core import attacks as A
-from unlearn_core.toyworld import captions
-from unlearn_core.toyworld.concepts import OBJECT_BY_NAME
+from unlearn_core.research import attacks as A
+from unlearn_core.research.toyworld import captions
+from unlearn_core.research.toyworld.concepts import OBJECT_BY_NAME
 
 CONCEPT, CONTROL = "zigzag", "square"  # different superclasses; the control is never drawn as the concept
 # Small budgets: the tests run on a CPU.
@@ -102,12 +102,11 @@ def test_attack_prompts_for_objects_and_styles():
     para = A.paraphrase_prompts("star")
     assert para and all("star" in p for p in para)
     words = OBJECT_BY_NAME["star"].words
-    trained = {captions._fill(t, w) for t in captions._TRAIN_TEMPLATES_PLAIN for w in words}
+    trained = {captions.fill_template(t, w) for t in captions._TRAIN_TEMPLATES_PLAIN for w in words}
     assert not trained & set(para), "a paraphrase is a training caption"
     for prompts in (A.paraphrase_prompts("striped"), A.composition_prompts("striped"), A.composition_prompts("star")):
         word = "striped" if "striped" in prompts[0] else "star"
         assert len(prompts) >= 5 and all(word in p for p in prompts)
-    assert A.held_out_paraphrase("van gogh") == "an image depicting a van gogh"
     imgs = A.concept_images("striped", 3)
     assert len(imgs) == 3 and imgs[0].dtype == np.uint8
 

@@ -1,7 +1,7 @@
 """Pure logic of the text-encoder benchmark's sibling-anchor scenarios."""
 
-from unlearn_core.benchmarks.text_encoder import RETAINED, SIBLING_ANCHORS, _concept, _with_sibling_anchor
-from unlearn_core.toyworld.concepts import OBJECT_BY_NAME
+from unlearn_core.research.benchmarks.text_encoder import RETAINED, SIBLING_ANCHORS, few_shot_concept, with_sibling_anchor
+from unlearn_core.research.toyworld.concepts import OBJECT_BY_NAME
 
 
 def test_sibling_anchor_is_an_unretained_member_of_the_same_superclass():
@@ -12,8 +12,8 @@ def test_sibling_anchor_is_an_unretained_member_of_the_same_superclass():
 
 
 def test_sibling_anchor_prompts_differ_from_the_concept_prompts_only_in_the_object_words():
-    concept = _concept("bolt", shots=2, seed=0)
-    anchored = _with_sibling_anchor(concept)
+    concept = few_shot_concept("bolt", shots=2, seed=0)
+    anchored = with_sibling_anchor(concept)
     assert anchored.prompts == concept.prompts and len(anchored.images) == 2
     assert anchored.superclass_prompts == [p.replace("lightning bolt", "chevron") for p in concept.prompts]
     assert concept.superclass == "glyph"  # the input concept is not modified

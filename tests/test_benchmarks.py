@@ -5,7 +5,7 @@ import time
 import pytest
 import torch
 
-from unlearn_core.benchmarks.memory import PeakMemory, heap_in_use_bytes
+from unlearn_core.research.benchmarks.memory import PeakMemory, heap_in_use_bytes
 
 
 @pytest.mark.skipif(heap_in_use_bytes() is None or torch.cuda.is_available(),
@@ -40,7 +40,7 @@ def _part(tmp_path, name, methods, base_retained=0.9, steps=150):
 
 
 def test_merging_a_split_run_joins_rows_and_keeps_the_commands(tmp_path):
-    from unlearn_core.benchmarks.results import merge_partial_results
+    from unlearn_core.research.benchmarks.results import merge_partial_results
 
     merged = merge_partial_results([_part(tmp_path, "a", ["dynamic_mask", "salun"]), _part(tmp_path, "b", ["esd_x"])])
     assert [r["method"] for r in merged["rows"]] == ["dynamic_mask", "salun", "esd_x"]
@@ -49,7 +49,7 @@ def test_merging_a_split_run_joins_rows_and_keeps_the_commands(tmp_path):
 
 
 def test_merging_refuses_parts_of_different_runs(tmp_path):
-    from unlearn_core.benchmarks.results import merge_partial_results
+    from unlearn_core.research.benchmarks.results import merge_partial_results
 
     with pytest.raises(ValueError, match="other settings or another base model"):
         merge_partial_results([_part(tmp_path, "a", ["salun"]), _part(tmp_path, "b", ["esd_x"], base_retained=0.5)])
@@ -62,7 +62,7 @@ def test_merging_refuses_parts_of_different_runs(tmp_path):
 def test_merge_takes_the_overhead_timing_from_the_part_that_measured_it(tmp_path):
     import json
 
-    from unlearn_core.benchmarks.results import merge_partial_results
+    from unlearn_core.research.benchmarks.results import merge_partial_results
 
     a = _part(tmp_path, "a", ["salun"])
     data = json.loads(a.read_text())
@@ -83,8 +83,8 @@ def _robustness_result(tmp_path, name, methods, te_steps=150, base_retained=0.75
 
 
 def test_replacing_one_methods_rows_keeps_the_others_and_their_order(tmp_path):
-    from unlearn_core.benchmarks.results import replace_method_rows
-    from unlearn_core.benchmarks.robustness import METHOD_SETTINGS
+    from unlearn_core.research.benchmarks.results import replace_method_rows
+    from unlearn_core.research.benchmarks.robustness import METHOD_SETTINGS
 
     old = _robustness_result(tmp_path, "all", ["base", "few_shot_text_encoder", "salun"])
     rerun = _robustness_result(tmp_path, "te", ["few_shot_text_encoder"], te_steps=75, score=0.0)
@@ -103,8 +103,8 @@ def test_replacing_one_methods_rows_keeps_the_others_and_their_order(tmp_path):
 def test_replacing_rows_lists_a_setting_the_earlier_run_did_not_record(tmp_path):
     import json
 
-    from unlearn_core.benchmarks.results import replace_method_rows
-    from unlearn_core.benchmarks.robustness import METHOD_SETTINGS
+    from unlearn_core.research.benchmarks.results import replace_method_rows
+    from unlearn_core.research.benchmarks.robustness import METHOD_SETTINGS
 
     old = _robustness_result(tmp_path, "all", ["base", "few_shot_text_encoder"])
     rerun = _robustness_result(tmp_path, "te", ["few_shot_text_encoder"], te_steps=75)
@@ -119,8 +119,8 @@ def test_replacing_rows_lists_a_setting_the_earlier_run_did_not_record(tmp_path)
 def test_replacing_rows_refuses_other_shared_settings_another_base_or_an_unknown_method(tmp_path):
     import json
 
-    from unlearn_core.benchmarks.results import replace_method_rows
-    from unlearn_core.benchmarks.robustness import METHOD_SETTINGS
+    from unlearn_core.research.benchmarks.results import replace_method_rows
+    from unlearn_core.research.benchmarks.robustness import METHOD_SETTINGS
 
     old = _robustness_result(tmp_path, "all", ["base", "few_shot_text_encoder"])
     other_base = _robustness_result(tmp_path, "b", ["few_shot_text_encoder"], base_retained=0.5)

@@ -69,7 +69,7 @@ def test_forget_writes_the_outputs_and_never_overwrites(tmp_path, toy_pipe):
     assert meta["concepts"] == [{"name": "star", "superclass": "symbol"}]
     assert meta["rank"] == 4 and meta["base_model_hash"] and meta["library_version"]
     assert meta["config"]["mask"]["kind"] == "dynamic"
-    from unlearn_core.toyworld.assets import load_toy_pipeline
+    from unlearn_core.research.toyworld.assets import load_toy_pipeline
 
     load_toy_pipeline(out / "model")  # the merged model is a loadable diffusers folder
     r = run("forget", "--concepts", str(cs), "--output", str(out), *SHORT)
@@ -198,7 +198,7 @@ def test_toy_train_quick_builds_a_loadable_model(tmp_path):
         assert key in report["timings"]
     assert set(report["vae_reconstruction_accuracy"]) == {"object", "style"}
     assert all(0.0 <= v <= 1.0 for v in report["vae_reconstruction_accuracy"].values())
-    from unlearn_core.toyworld.assets import load_toy_classifier, load_toy_pipeline
+    from unlearn_core.research.toyworld.assets import load_toy_classifier, load_toy_pipeline
 
     pipe = load_toy_pipeline(out / "toy_sd")
     assert pipe.unet.config.sample_size * pipe.vae_scale_factor == 32  # the UNet's latents match the 32x32 images
@@ -234,14 +234,14 @@ def test_bench_real_size_times_both_methods_on_an_sd15_shaped_unet(tmp_path):
 
 
 def test_forget_options_for_the_robust_method_reach_the_config():
-    from unlearn_core.cli import TOY_PRESET, _unet_config_from_args, build_parser
+    from unlearn_core.cli import TOY_PRESET, unet_config_from_args, build_parser
     from unlearn_core.methods import ROBUST_LR_SCALE
 
     def config(*flags):
         raw = ["forget", "--concepts", "c.yaml", "--output", "o", *flags]
         args = build_parser().parse_args(raw)
         args.target_given = "--target" in raw
-        return _unet_config_from_args(args)
+        return unet_config_from_args(args)
 
     robust = config("--method", "dynamic-mask-robust")
     assert robust.target == "all_linear_conv" and robust.adversarial_interval == 10
@@ -255,11 +255,11 @@ def test_forget_options_for_the_robust_method_reach_the_config():
 
 
 def test_forget_fast_flag_reaches_the_text_encoder_config():
-    from unlearn_core.cli import _text_encoder_config_from_args, build_parser
+    from unlearn_core.cli import text_encoder_config_from_args, build_parser
     from unlearn_core.text_encoder_unlearning import TextEncoderForgetConfig
 
     def config(*flags):
-        return _text_encoder_config_from_args(build_parser().parse_args(
+        return text_encoder_config_from_args(build_parser().parse_args(
             ["forget", "--method", "text-encoder", "--concepts", "c.yaml", "--output", "o", *flags]))
 
     default, fast = config(), config("--fast", "--adversarial-interval", "10")

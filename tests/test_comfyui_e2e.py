@@ -395,7 +395,7 @@ def test_evaluate_unlearning_grid(server, scratch):
     columns; its cells are exactly what KSampler makes with seed + i from the base and the unlearned model."""
     import numpy as np
 
-    from unlearn_core.evaluation import HALF_GAP, HEADER_HEIGHT, LABEL_WIDTH, image_grid
+    from unlearn_core.comparison import HALF_GAP, HEADER_HEIGHT, LABEL_WIDTH, image_grid
 
     per_prompt, seed = 2, 7
     graph = {

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from unlearn_core.evaluation import (PromptSet, SamplingConfig, concept_hits, evaluate, frechet_distance,
+from unlearn_core.research.evaluation import (PromptSet, SamplingConfig, concept_hits, evaluate, frechet_distance,
                                      generate, reference_images, superclass_coherence, toy_prompt_sets)
-from unlearn_core.toyworld.classifier import held_out_accuracy, predict
-from unlearn_core.toyworld.concepts import OBJECT_NAMES
+from unlearn_core.research.toyworld.classifier import held_out_accuracy, predict
+from unlearn_core.research.toyworld.concepts import OBJECT_NAMES
 
 
 def test_frechet_distance_on_known_gaussians():
@@ -31,7 +31,7 @@ def test_classifier_accuracy_on_fresh_renders(classifier):
 def test_renders_decoded_through_the_vae_keep_their_labels(toy_pipe, classifier):
     # The ceiling the VAE puts on generated images; scoring raw [-1, 1] decoder output or
     # skipping the decode would give near-chance numbers.
-    from unlearn_core.toyworld.train import vae_reconstruction_accuracy
+    from unlearn_core.research.toyworld.train import vae_reconstruction_accuracy
 
     acc = vae_reconstruction_accuracy(toy_pipe.vae, classifier, n=500)
     assert acc["object"] >= 0.93 and acc["style"] >= 0.93, acc

@@ -127,24 +127,25 @@ def test_patch_file_keys_follow_comfyui_lora_names():
 
 
 def test_evaluate_node_rows_are_erased_paraphrase_and_kept_prompts():
-    from unlearn_core.attacks import comparison_rows
-    from unlearn_core.concept_set import Concept, ConceptSet
+    from unlearn_core.comparison import HELD_OUT_TEMPLATES, comparison_rows, held_out_paraphrase
+    from unlearn_core.concept_set import DEFAULT_TEMPLATES, Concept, ConceptSet
 
     cs = ConceptSet([Concept("star", "symbol", templates=["a photo of a {}"]),
                      Concept("van gogh", "painting", templates=["a painting by {}"])], ["a circle", "a square"])
     rows = comparison_rows(cs)
     assert [k for k, _ in rows] == ["erased", "paraphrase", "erased", "paraphrase", "kept", "kept"]
     assert rows[0][1] == "a photo of a star" and rows[2][1] == "a painting by van gogh"
-    # the paraphrase of a toy-world concept is one of its held-out rewordings (no training template)
-    from unlearn_core.toyworld.captions import held_out_paraphrases
-
-    assert rows[1][1] in held_out_paraphrases("star")
+    # the paraphrase is a rewording no training template produces, the same for any model (no toy-world captions)
+    assert rows[1][1] == "an image depicting a star"
+    default = Concept("star", "symbol")
+    assert list(default.templates) == list(DEFAULT_TEMPLATES)
+    assert not {held_out_paraphrase("star", i) for i in range(len(HELD_OUT_TEMPLATES))} & set(default.prompts)
     assert rows[3][1] == "an image depicting a van gogh"
     assert [p for _, p in rows[4:]] == ["a circle", "a square"]
 
 
 def test_before_after_grid_layout_puts_the_before_half_where_documented():
-    from unlearn_core.evaluation import HALF_GAP, HEADER_HEIGHT, LABEL_WIDTH, before_after_grid, image_grid
+    from unlearn_core.comparison import HALF_GAP, HEADER_HEIGHT, LABEL_WIDTH, before_after_grid, image_grid
 
     rng = np.random.default_rng(0)
     before = rng.integers(0, 255, (6, 8, 8, 3), dtype=np.uint8)  # 3 rows x 2 images

@@ -9,7 +9,7 @@ from unlearn_core.adapters.clip_text_adapter import ClipTextAdapter
 from unlearn_core.concept_set import Concept, ConceptSet, ConceptSetError
 from unlearn_core.text_encoder_unlearning import (TextEncoderForgetConfig, forget_text_encoder,
                                                   merge_text_encoder_deltas)
-from unlearn_core.toyworld.render import render_batch, sample_scenes
+from unlearn_core.research.toyworld.render import render_batch, sample_scenes
 from unlearn_core.unet_unlearning import UnlearnCancelled, weights_hash
 from unlearn_core.weights_io import read_metadata, save_text_encoder_lora, save_text_encoder_lora_peft
 
@@ -154,13 +154,13 @@ def test_adversarial_training_relearns_a_token_against_the_current_encoder(text,
 
 
 def test_ti_loss_prompts_picks_words_and_learned_token_rows():
-    from unlearn_core.text_encoder_unlearning import _ti_loss_rows
+    from unlearn_core.text_encoder_unlearning import ti_loss_rows
 
-    assert _ti_loss_rows(4, 8, 0) == list(range(8))  # 0 = all
-    assert _ti_loss_rows(4, 8, 4) == [0, 1, 4, 5]  # two word prompts, two learned-token prompts
-    assert _ti_loss_rows(4, 8, 3) == [0, 1, 4]
-    assert _ti_loss_rows(4, 4, 2) == [0, 1]  # no learned-token prompts
-    assert _ti_loss_rows(4, 8, 20) == list(range(8))
+    assert ti_loss_rows(4, 8, 0) == list(range(8))  # 0 = all
+    assert ti_loss_rows(4, 8, 4) == [0, 1, 4, 5]  # two word prompts, two learned-token prompts
+    assert ti_loss_rows(4, 8, 3) == [0, 1, 4]
+    assert ti_loss_rows(4, 4, 2) == [0, 1]  # no learned-token prompts
+    assert ti_loss_rows(4, 8, 20) == list(range(8))
     with pytest.raises(ValueError, match="ti_loss_prompts"):
         TextEncoderForgetConfig(ti_loss_prompts=-1).validate()
 

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from unlearn_core.toyworld import captions
-from unlearn_core.toyworld.concepts import (COLOURS, OBJECT_NAMES, OBJECTS, STYLES, SUPERCLASS_NAMES,
+from unlearn_core.research.toyworld import captions
+from unlearn_core.research.toyworld.concepts import (COLOURS, OBJECT_NAMES, OBJECTS, STYLES, SUPERCLASS_NAMES,
                                             UnknownConceptError, check_concept, members_of)
-from unlearn_core.toyworld.render import render_batch, render_scene, sample_scene, sample_scenes
+from unlearn_core.research.toyworld.render import render_batch, render_scene, sample_scene, sample_scenes
 
 
 def test_world_size():
@@ -94,7 +94,7 @@ def test_training_captions_are_true_and_never_use_held_out_templates():
     held_out = {p for o in OBJECT_NAMES for p in captions.held_out_paraphrases(o)}
     assert not held_out & set(caps)
     assert 0.05 < np.mean([c == "" for c in caps]) < 0.15  # caption dropout for classifier-free guidance
-    from unlearn_core.toyworld.concepts import OBJECT_BY_NAME, SUPERCLASS_WORDS
+    from unlearn_core.research.toyworld.concepts import OBJECT_BY_NAME, SUPERCLASS_WORDS
 
     for s, c in zip(scenes, caps):
         if not c:

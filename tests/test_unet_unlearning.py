@@ -139,7 +139,7 @@ def test_bad_inputs_are_rejected(adapter):
 def test_user_images_and_latents_are_used(adapter, tmp_path):
     from PIL import Image
 
-    from unlearn_core.toyworld.render import render_batch, sample_scenes
+    from unlearn_core.research.toyworld.render import render_batch, sample_scenes
 
     renders = render_batch(sample_scenes(3, seed=1, object="star"))
     Image.fromarray(renders[0]).resize((64, 64)).save(tmp_path / "big.png")
@@ -156,7 +156,7 @@ def test_user_images_and_latents_are_used(adapter, tmp_path):
 def test_short_forget_run_erases_the_concept_and_keeps_a_retained_one(toy_pipe, adapter, classifier):
     """The whole method on the embedded model: erasing 'star' for a short run makes star prompts stop
     drawing stars, while 'ring' (retained) prompts still draw rings."""
-    from unlearn_core.evaluation import SamplingConfig, evaluate, toy_prompt_sets
+    from unlearn_core.research.evaluation import SamplingConfig, evaluate, toy_prompt_sets
     from unlearn_core.weights_io import merge_unet_deltas
 
     concepts = ConceptSet([Concept("star", "symbol", templates=["a {}", "a photo of a {}"])], ["a ring", "a heart"])
@@ -216,7 +216,7 @@ def test_retained_prompts_are_held_at_the_base_model_and_earlier_concepts_at_the
     model's prediction (no drift carried over from earlier concepts); concepts erased earlier stay
     at the teacher (base + earlier deltas). "teacher" holds everything at the teacher."""
     from unlearn_core.losses import ConceptAwareLossConfig
-    from unlearn_core.unet_unlearning import _distillation_target
+    from unlearn_core.unet_unlearning import distillation_target
 
     earlier = unlearn_unet(adapter, ConceptSet(CONCEPTS.concepts[:1], CONCEPTS.retain_prompts), short_config(),
                            data=data[0][:1], retain=data[1])
@@ -229,8 +229,8 @@ def test_retained_prompts_are_held_at_the_base_model_and_earlier_concepts_at_the
     with torch.no_grad():
         at_teacher = adapter.predict_noise(x, t, c, teacher)
         at_base = adapter.predict_noise(x, t, c)
-        mixed = _distillation_target(adapter, x, t, c, 2, teacher, "base")
-        all_teacher = _distillation_target(adapter, x, t, c, 2, teacher, "teacher")
+        mixed = distillation_target(adapter, x, t, c, 2, teacher, "base")
+        all_teacher = distillation_target(adapter, x, t, c, 2, teacher, "teacher")
     # batches of 2 and 4 round differently (up to ~1e-6), the references differ by far more
     assert (at_teacher - at_base).abs().max() > 1e-3
     torch.testing.assert_close(mixed[:2], at_teacher[:2], rtol=1e-5, atol=1e-5)
@@ -264,7 +264,7 @@ def test_superclass_target_reference_and_guidance(adapter, data):
     frozen teacher, steered away from the teacher's concept prediction by superclass_guidance g:
     eps(s) - g * (eps_teacher(c) - eps(s))."""
     from unlearn_core.losses import ConceptAwareLossConfig as Loss
-    from unlearn_core.unet_unlearning import _superclass_target
+    from unlearn_core.unet_unlearning import superclass_target
 
     base = adapter.denoiser_weights()
     names = select_weights(adapter.module_types(), "cross_attention")
@@ -282,7 +282,7 @@ def test_superclass_target_reference_and_guidance(adapter, data):
                              ({"superclass_guidance": 2.0}, s_student - 2.0 * (c_base - s_student)),
                              ({"superclass_reference": "teacher", "superclass_guidance": 2.0},
                               s_base - 2.0 * (c_base - s_base))]:
-            torch.testing.assert_close(_superclass_target(adapter, x, t, s, c, Loss(**kw), student, None), expected,
+            torch.testing.assert_close(superclass_target(adapter, x, t, s, c, Loss(**kw), student, None), expected,
                                        rtol=1e-4, atol=1e-5)
 
     # in a run, a frozen (teacher) superclass target and guidance each change the edit

@@ -44,7 +44,7 @@ def _set_threads(n: int | None) -> None:
 
 
 def cmd_toy_train(args) -> int:
-    from .toyworld.train import ToyTrainConfig, resume_restart_phase, train_toy_world
+    from .research.toyworld.train import ToyTrainConfig, resume_restart_phase, train_toy_world
 
     cfg = ToyTrainConfig(output_dir=args.output, seed=args.seed)
     if args.quick:
@@ -62,7 +62,7 @@ def cmd_toy_train(args) -> int:
     if args.install:
         import shutil
 
-        from .toyworld.assets import WEIGHTS_DIR
+        from .research.toyworld.assets import WEIGHTS_DIR
 
         out = Path(args.output)
         WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
@@ -76,9 +76,9 @@ def cmd_toy_train(args) -> int:
 
 
 def cmd_bench_base(args) -> int:
-    from .benchmarks.base_model import bench_base_model
-    from .benchmarks.results import write_results
-    from .toyworld.assets import load_toy_classifier, load_toy_pipeline
+    from .research.benchmarks.base_model import bench_base_model
+    from .research.benchmarks.results import write_results
+    from .research.toyworld.assets import load_toy_classifier, load_toy_pipeline
 
     sampling = _sampling_config(args, seed=args.seed)
     pipe = load_toy_pipeline(args.model)
@@ -100,8 +100,8 @@ def cmd_bench_base(args) -> int:
 
 
 def cmd_bench_unet(args) -> int:
-    from .benchmarks.unet import UnetBenchConfig, markdown_table, run_unet_benchmark
-    from .toyworld.assets import load_toy_classifier, load_toy_pipeline
+    from .research.benchmarks.unet import UnetBenchConfig, markdown_table, run_unet_benchmark
+    from .research.toyworld.assets import load_toy_classifier, load_toy_pipeline
 
     if args.merge:
         return _merge_bench(args.merge, args.output, markdown_table)
@@ -119,8 +119,8 @@ def cmd_bench_unet(args) -> int:
 
 
 def cmd_bench_text_encoder(args) -> int:
-    from .benchmarks.text_encoder import TextEncoderBenchConfig, markdown_table, run_text_encoder_benchmark
-    from .toyworld.assets import load_toy_classifier, load_toy_pipeline
+    from .research.benchmarks.text_encoder import TextEncoderBenchConfig, markdown_table, run_text_encoder_benchmark
+    from .research.toyworld.assets import load_toy_classifier, load_toy_pipeline
 
     cfg = TextEncoderBenchConfig(seed=args.seed, quick=args.quick, evaluation_sampling=_sampler_settings(args))
     result = run_text_encoder_benchmark(cfg, load_toy_pipeline(args.model), load_toy_classifier(args.classifier),
@@ -129,7 +129,7 @@ def cmd_bench_text_encoder(args) -> int:
 
 
 def cmd_bench_real_size(args) -> int:
-    from .benchmarks.real_size import RealSizeBenchConfig, markdown_table, run_real_size_benchmark
+    from .research.benchmarks.real_size import RealSizeBenchConfig, markdown_table, run_real_size_benchmark
 
     cfg = RealSizeBenchConfig(resolution=args.resolution, steps=args.steps, device=args.device, seed=args.seed)
     if cfg.resolution % 64 or cfg.resolution < 64:
@@ -140,15 +140,15 @@ def cmd_bench_real_size(args) -> int:
 
 
 def cmd_bench_robustness(args) -> int:
-    from .attacks import AttackConfig
-    from .benchmarks.robustness import RobustnessBenchConfig, markdown_table, run_robustness_benchmark
-    from .toyworld.assets import load_toy_classifier, load_toy_pipeline
+    from .research.attacks import AttackConfig
+    from .research.benchmarks.robustness import RobustnessBenchConfig, markdown_table, run_robustness_benchmark
+    from .research.toyworld.assets import load_toy_classifier, load_toy_pipeline
 
     if args.merge:
         return _merge_bench(args.merge, args.output, markdown_table)
     if args.replace_methods:
-        from .benchmarks.results import replace_method_rows
-        from .benchmarks.robustness import METHOD_SETTINGS
+        from .research.benchmarks.results import replace_method_rows
+        from .research.benchmarks.robustness import METHOD_SETTINGS
 
         result = replace_method_rows(*args.replace_methods, METHOD_SETTINGS)
         return _write_joined(result, args.output, markdown_table,
@@ -165,8 +165,9 @@ def cmd_bench_robustness(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .evaluation import evaluate, save_grid, toy_prompt_sets
-    from .toyworld.assets import load_toy_classifier, load_toy_pipeline
+    from .comparison import save_grid
+    from .research.evaluation import evaluate, toy_prompt_sets
+    from .research.toyworld.assets import load_toy_classifier, load_toy_pipeline
 
     sets = toy_prompt_sets(args.erased, args.retained)
     sampling = _sampling_config(args, images_per_prompt=args.images_per_prompt, seed=args.seed)
@@ -192,7 +193,7 @@ TOY_PRESET = {"steps": 100, "batch_size": 4, "lr": 1e-3, "images_per_concept": 3
               "alignment_weight": 0.0}
 
 
-def _unet_config_from_args(args):
+def unet_config_from_args(args):
     from .losses import ConceptAwareLossConfig
     from .masks import MaskConfig
     from .methods import ROBUST_LR_SCALE, method_config
@@ -247,7 +248,7 @@ def _attach_images(concept_set, folder: str | None):
             raise ValueError(f"--images {folder}: no images (png/jpg/webp/bmp) found for concept {c.name!r}")
 
 
-def _text_encoder_config_from_args(args):
+def text_encoder_config_from_args(args):
     from .text_encoder_unlearning import TextEncoderForgetConfig
 
     cfg = TextEncoderForgetConfig(lora_rank=args.lora_rank, lora_alpha=float(args.lora_rank),
@@ -263,16 +264,16 @@ def cmd_forget_text_encoder(args, concept_set) -> int:
     from .adapters.clip_text_adapter import ClipTextAdapter
     from .adapters.diffusers_adapter import DiffusersAdapter
     from .forget import write_text_encoder_folder
+    from .adapters.diffusers_adapter import load_pipeline
     from .text_encoder_unlearning import forget_text_encoder
-    from .toyworld.assets import load_toy_pipeline
 
     out = Path(args.output)
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"output folder {out} already exists; choose another or pass --overwrite")
     _attach_images(concept_set, args.images)
     concept_set.validate()
-    pipe = load_toy_pipeline(args.model)
-    cfg = _text_encoder_config_from_args(args)
+    pipe = load_pipeline(_model_dir(args))
+    cfg = text_encoder_config_from_args(args)
     bar = _StepBar("forgetting")
     result = forget_text_encoder(ClipTextAdapter(pipe.tokenizer, pipe.text_encoder, clip_skip=args.clip_skip),
                                  DiffusersAdapter(pipe), concept_set, cfg, progress=bar)
@@ -294,9 +295,9 @@ def cmd_forget(args) -> int:
         return cmd_forget_text_encoder(args, concept_set)
     if args.images:
         _attach_images(concept_set, args.images)
-    cfg = _unet_config_from_args(args)
+    cfg = unet_config_from_args(args)
     bar = _StepBar("unlearning")
-    result = forget(args.model, concept_set, cfg, args.output, lora_rank=args.lora_rank,
+    result = forget(_model_dir(args), concept_set, cfg, args.output, lora_rank=args.lora_rank,
                     save_merged=not args.no_merged, overwrite=args.overwrite, progress=bar)
     bar.close()
     for note in result.notes:
@@ -304,6 +305,15 @@ def cmd_forget(args) -> int:
     print(f"erased {', '.join(c['name'] for c in result.concepts)} in {result.seconds:.0f}s "
           f"({result.seconds_per_step * 1000:.0f} ms/step); wrote {args.output}")
     return 0
+
+
+def _model_dir(args) -> Path:
+    """--model, or the embedded toy model when none is given."""
+    if args.model is not None:
+        return Path(args.model)
+    from .research.toyworld.assets import TOY_MODEL_DIR
+
+    return TOY_MODEL_DIR
 
 
 class _StepBar:
@@ -325,7 +335,7 @@ class _StepBar:
 
 
 def cmd_demo(args) -> int:
-    from .demo import run_demo
+    from .research.demo import run_demo
 
     run_demo(Path(args.output), images_per_prompt=args.images_per_prompt, steps_per_concept=args.steps, log=print)
     return 0
@@ -354,7 +364,7 @@ def _bench_options(parser, output: str) -> None:
 
 
 def _merge_bench(parts: list[str], output: str, markdown_table) -> int:
-    from .benchmarks.results import merge_partial_results
+    from .research.benchmarks.results import merge_partial_results
 
     result = merge_partial_results(parts)
     return _write_joined(result, output, markdown_table, f"merged {len(parts)} partial runs into")
@@ -362,7 +372,7 @@ def _merge_bench(parts: list[str], output: str, markdown_table) -> int:
 
 def _write_joined(result: dict, output: str, markdown_table, done: str) -> int:
     """Write a result joined from other result files (with this command line) and show its table."""
-    from .benchmarks.results import write_results
+    from .research.benchmarks.results import write_results
 
     write_results(result, output, _command_line(), markdown_table(result))
     print(markdown_table(result))
@@ -371,7 +381,7 @@ def _write_joined(result: dict, output: str, markdown_table, done: str) -> int:
 
 
 def _write_bench(result: dict, output: str, markdown_table) -> int:
-    from .benchmarks.results import write_results
+    from .research.benchmarks.results import write_results
 
     write_results(result, output, _command_line(), markdown_table(result))
     print(markdown_table(result))

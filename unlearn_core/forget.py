@@ -87,16 +87,17 @@ def write_text_encoder_folder(pipe, result, output_dir: str | Path, overwrite: b
     return output_dir
 
 
-def forget(model_dir: str | Path | None, concept_set: ConceptSet, config: UnetUnlearnConfig, output_dir: str | Path,
+def forget(model_dir: str | Path, concept_set: ConceptSet, config: UnetUnlearnConfig, output_dir: str | Path,
            lora_rank: int = 8, save_merged: bool = True, overwrite: bool = False, progress=None,
            should_cancel=None) -> UnlearnResult:
-    from .adapters.diffusers_adapter import DiffusersAdapter
-    from .toyworld.assets import load_toy_pipeline
+    """Erase the concept set from the UNet of the diffusers model in `model_dir` (only read) and
+    write the output folder described at the top of this module."""
+    from .adapters.diffusers_adapter import DiffusersAdapter, load_pipeline
 
     output_dir = Path(output_dir)
     if output_dir.exists() and not overwrite:  # fail before spending time on training
         raise FileExistsError(f"output folder {output_dir} already exists; choose another or pass --overwrite")
-    pipe = load_toy_pipeline(model_dir)
+    pipe = load_pipeline(model_dir)
     result = unlearn_unet(DiffusersAdapter(pipe), concept_set, config, progress=progress, should_cancel=should_cancel)
     write_unlearned_folder(pipe, result, output_dir, lora_rank, save_merged, overwrite)
     return result

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from . import __version__
 from .adapters.clip_text_adapter import PLACEHOLDER, ClipTextAdapter
 from .concept_set import ConceptSet, ConceptSetError
-from .training_data import _check_latents, _user_latents
+from .training_data import check_latents, user_latents
 from .unet_unlearning import UnlearnCancelled, weights_hash
 
 TOKEN_TEMPLATES = ("a {}", "a photo of a {}", "a drawing of a {}", "a picture of a {}")
@@ -133,11 +133,11 @@ class TextEncoderForgetResult:
 
 def concept_latents(unet_adapter, concept, where: str, notes: list[str]) -> torch.Tensor:
     if concept.latents is not None:
-        return _check_latents(unet_adapter, concept.latents, where)
+        return check_latents(unet_adapter, concept.latents, where)
     if not concept.images:
         raise ConceptSetError(f"{where}: few-shot forgetting needs 4-5 example images (or latents) of the concept; "
                               "none were given")
-    latents = _user_latents(unet_adapter, concept.images, where, notes)
+    latents = user_latents(unet_adapter, concept.images, where, notes)
     if len(latents) < 4:
         notes.append(f"{where}: only {len(latents)} image(s); 4-5 are recommended")
     return latents
@@ -285,7 +285,7 @@ def forget_text_encoder(text: ClipTextAdapter, unet_adapter, concept_set: Concep
         if config.forget_weight > 0:
             terms["forget"] = config.forget_weight * F.mse_loss(hidden, targets)
         if config.ti_weight > 0:
-            rows = _ti_loss_rows(b, len(prompts), config.ti_loss_prompts)
+            rows = ti_loss_rows(b, len(prompts), config.ti_loss_prompts)
             x_t, _, t = _noised(unet_adapter, latents[c.name], gen, len(rows))
             with torch.no_grad():
                 target_eps = unet_adapter.predict_noise(x_t, t, targets[rows])
@@ -311,7 +311,7 @@ def forget_text_encoder(text: ClipTextAdapter, unet_adapter, concept_set: Concep
         seconds_per_concept=seconds / len(names), notes=notes)
 
 
-def _ti_loss_rows(n_words: int, n_prompts: int, limit: int) -> list[int]:
+def ti_loss_rows(n_words: int, n_prompts: int, limit: int) -> list[int]:
     """Rows of a LoRA step's prompts (words first, then learned-token prompts) that get the
     UNet-level term: all, or `limit` split between the two kinds (words get the odd one)."""
     if limit <= 0 or limit >= n_prompts:

@@ -31,7 +31,7 @@ class RetainData:
     cond: torch.Tensor  # N x L x D, the prompt of each latent
 
 
-def _user_latents(adapter, items, where: str, notes: list[str]) -> torch.Tensor:
+def user_latents(adapter, items, where: str, notes: list[str]) -> torch.Tensor:
     size = adapter.image_size
     arrays = []
     for k, item in enumerate(items):
@@ -43,7 +43,7 @@ def _user_latents(adapter, items, where: str, notes: list[str]) -> torch.Tensor:
     return adapter.encode_images(images)
 
 
-def _check_latents(adapter, latents, where: str) -> torch.Tensor:
+def check_latents(adapter, latents, where: str) -> torch.Tensor:
     latents = torch.as_tensor(latents, dtype=adapter.dtype)
     if tuple(latents.shape[1:]) != tuple(adapter.latent_shape):
         raise ConceptSetError(f"{where}: latents have shape {tuple(latents.shape[1:])} per image but this model "
@@ -66,15 +66,15 @@ def prepare_concept_data(adapter, concept: Concept, n_images: int, seed: int, st
     notes: list[str] = []
     where = f"concept {concept.name!r}"
     if concept.latents is not None:
-        latents = _check_latents(adapter, concept.latents, where)
+        latents = check_latents(adapter, concept.latents, where)
     elif concept.images:
-        latents = _user_latents(adapter, concept.images, where, notes)
+        latents = user_latents(adapter, concept.images, where, notes)
     else:
         latents = _generate(adapter, concept.prompts, n_images, seed, None, steps, guidance)
     if concept.superclass_latents is not None:
-        sup = _check_latents(adapter, concept.superclass_latents, f"{where} superclass")
+        sup = check_latents(adapter, concept.superclass_latents, f"{where} superclass")
     elif concept.superclass_images:
-        sup = _user_latents(adapter, concept.superclass_images, f"{where} superclass", notes)
+        sup = user_latents(adapter, concept.superclass_images, f"{where} superclass", notes)
     else:
         sup = _generate(adapter, concept.superclass_prompts, n_images, seed + 100_000, concept.text or concept.name,
                         steps, guidance)

@@ -218,7 +218,7 @@ def unlearn_unet(adapter, concept_set: ConceptSet, config: UnetUnlearnConfig | N
                 if use_adversarial and step % config.adversarial_interval == 0:
                     adversarial[ci] = _adversarial_condition(adapter, sampler, d, adversarial.get(ci), weights, config)
                 with torch.no_grad():
-                    target = _superclass_target(adapter, x_t, t, d.superclass_cond[tmpl], cond_c, config.loss,
+                    target = superclass_target(adapter, x_t, t, d.superclass_cond[tmpl], cond_c, config.loss,
                                                 weights, teacher)
                 xs = [x_t]
                 ts = [t]
@@ -241,7 +241,7 @@ def unlearn_unet(adapter, concept_set: ConceptSet, config: UnetUnlearnConfig | N
                 terms["alignment"] = config.loss.alignment_weight * alignment_loss(pred[b:s_end], noise_s)
                 if use_kd:
                     with torch.no_grad():
-                        kd_target = _distillation_target(adapter, kd_x, kd_t, kd_c, kd_prev, teacher,
+                        kd_target = distillation_target(adapter, kd_x, kd_t, kd_c, kd_prev, teacher,
                                                          config.loss.retain_reference)
                     terms["distillation"] = config.loss.distillation_weight * distillation_loss(pred[s_end:], kd_target)
             loss = sum(terms.values())
@@ -278,7 +278,7 @@ def unlearn_unet(adapter, concept_set: ConceptSet, config: UnetUnlearnConfig | N
     )
 
 
-def _superclass_target(adapter, x_t, t, superclass_cond, concept_cond, loss: ConceptAwareLossConfig,
+def superclass_target(adapter, x_t, t, superclass_cond, concept_cond, loss: ConceptAwareLossConfig,
                        student, teacher) -> torch.Tensor:
     """The concept-aware loss's target: the superclass prediction of the student or of the frozen
     teacher (loss.superclass_reference; teacher None = the base model), steered away from the
@@ -314,7 +314,7 @@ def _adversarial_condition(adapter, sampler: _Step, d: ConceptData, start: torch
     return soft.detach()
 
 
-def _distillation_target(adapter, x, t, c, n_prev: int, teacher, retain_reference: str) -> torch.Tensor:
+def distillation_target(adapter, x, t, c, n_prev: int, teacher, retain_reference: str) -> torch.Tensor:
     """The first `n_prev` rows (concepts erased earlier) are held at the teacher; the rest
     (retained prompts, empty prompt) at the teacher or at the base model (`weights=None`)."""
     if retain_reference == "teacher" or teacher is None or n_prev == len(x):

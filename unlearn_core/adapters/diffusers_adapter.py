@@ -8,6 +8,29 @@ from torch.func import functional_call
 from ..protocol import eps_from_prediction
 
 
+def load_pipeline(model_dir, dtype=None):
+    """A diffusers Stable Diffusion folder as a StableDiffusionPipeline, from local files only.
+
+    The folder is only read. Raises FileNotFoundError with what to give instead when it is not a
+    diffusers model folder (a single .safetensors checkpoint is not: ComfyUI loads those)."""
+    from pathlib import Path
+
+    from diffusers import StableDiffusionPipeline
+
+    model_dir = Path(model_dir)
+    if not (model_dir / "model_index.json").is_file():
+        raise FileNotFoundError(
+            f"{model_dir} is not a diffusers model folder (no model_index.json). Give the folder that "
+            "`save_pretrained` wrote; for a single-file checkpoint use the ComfyUI nodes, or convert it with "
+            "diffusers' StableDiffusionPipeline.from_single_file(...).save_pretrained(folder).")
+    pipe = StableDiffusionPipeline.from_pretrained(
+        str(model_dir), dtype=dtype or torch.float32, local_files_only=True,
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
 class DiffusersAdapter:
     def __init__(self, pipe, device: str | torch.device = "cpu"):
         from diffusers import DDPMScheduler

@@ -17,22 +17,22 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from ..adapters.clip_text_adapter import ClipTextAdapter
-from ..adapters.diffusers_adapter import DiffusersAdapter
+from ...adapters.clip_text_adapter import ClipTextAdapter
+from ...adapters.diffusers_adapter import DiffusersAdapter
 from ..attacks import ATTACKS, AttackConfig, prompt_attack, run_attack
-from ..concept_set import ConceptSet
+from ...concept_set import ConceptSet
 from ..evaluation import PromptSet, SamplingConfig, evaluate
-from ..masks import MaskConfig
-from ..methods import ROBUST_LR_SCALE
-from ..losses import ConceptAwareLossConfig
-from ..text_encoder_unlearning import TextEncoderForgetConfig, forget_text_encoder, merge_text_encoder_deltas
+from ...masks import MaskConfig
+from ...methods import ROBUST_LR_SCALE
+from ...losses import ConceptAwareLossConfig
+from ...text_encoder_unlearning import TextEncoderForgetConfig, forget_text_encoder, merge_text_encoder_deltas
 from ..toyworld import captions
-from ..training_data import prepare_concept_data, prepare_retain_data
-from ..unet_unlearning import UnetUnlearnConfig, unlearn_unet
-from ..weights_io import merge_unet_deltas
-from .text_encoder import RETAINED, _word_prompts
-from .text_encoder import _concept as few_shot_concept
-from .unet import _object_concept, _style_concept, toy_method_config
+from ...training_data import prepare_concept_data, prepare_retain_data
+from ...unet_unlearning import UnetUnlearnConfig, unlearn_unet
+from ...weights_io import merge_unet_deltas
+from .text_encoder import RETAINED, word_prompts
+from .text_encoder import few_shot_concept
+from .unet import object_concept, style_concept, toy_method_config
 
 OBJECTS = ("star", "circle", "triangle")
 STYLE = "striped"  # erased onto 'solid'
@@ -110,7 +110,7 @@ def attack_rates(pipe, classifier, concepts: tuple[str, ...], cfg: RobustnessBen
     for c in concepts:
         for a in cfg.attacks:
             if a == "words":
-                r = prompt_attack(pipe, classifier, c, _word_prompts(c), cfg.attack, "words")
+                r = prompt_attack(pipe, classifier, c, word_prompts(c), cfg.attack, "words")
             else:
                 r = run_attack(a, pipe, classifier, c, cfg.attack)
             rates[a][c] = r.success_rate
@@ -130,7 +130,7 @@ class _Trainer:
         if self._unet_data is None:
             t0 = time.time()
             names = [n for _, ns in SCENARIOS for n in ns]
-            concepts = {n: _style_concept() if n == STYLE else _object_concept(n) for n in names}
+            concepts = {n: style_concept() if n == STYLE else object_concept(n) for n in names}
             data = {n: prepare_concept_data(self.adapter, c, self.cfg.unet_images_per_concept,
                                             seed=self.cfg.seed * 1000 + 17 * i, steps=self.cfg.attack.sampling_steps)
                     for i, (n, c) in enumerate(concepts.items())}

@@ -22,21 +22,22 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from .adapters.clip_text_adapter import ClipTextAdapter
-from .adapters.diffusers_adapter import DiffusersAdapter
+from ..adapters.clip_text_adapter import ClipTextAdapter
+from ..adapters.diffusers_adapter import DiffusersAdapter
 from .benchmarks.text_encoder import SIBLING_ANCHORS
-from .benchmarks.unet import UnetBenchConfig, _object_concept
-from .concept_set import Concept, ConceptSet
-from .evaluation import SamplingConfig, before_after_grid, evaluate, toy_prompt_sets
-from .forget import write_text_encoder_folder, write_unlearned_folder
+from .benchmarks.unet import UnetBenchConfig, object_concept
+from ..concept_set import Concept, ConceptSet
+from ..comparison import before_after_grid
+from .evaluation import SamplingConfig, evaluate, toy_prompt_sets
+from ..forget import write_text_encoder_folder, write_unlearned_folder
 from .toyworld import captions
 from .toyworld.assets import load_toy_classifier, load_toy_pipeline
 from .toyworld.concepts import OBJECT_BY_NAME
 from .toyworld.render import render_batch, sample_scenes
-from .text_encoder_unlearning import (TOKEN_TEMPLATES, TextEncoderForgetConfig, forget_text_encoder,
+from ..text_encoder_unlearning import (TOKEN_TEMPLATES, TextEncoderForgetConfig, forget_text_encoder,
                                       merge_text_encoder_deltas)
-from .unet_unlearning import unlearn_unet
-from .weights_io import merge_unet_deltas
+from ..unet_unlearning import unlearn_unet
+from ..weights_io import merge_unet_deltas
 
 DEMO_ERASE = ("star", "hexagon")
 DEMO_RETAIN = ("circle", "square", "heart", "arrow", "zigzag", "ring")
@@ -60,7 +61,7 @@ def run_demo(output: Path, images_per_prompt: int = 8, steps_per_concept: int | 
     config = bench.trainer_config("dynamic_mask")
     if steps_per_concept is not None:
         config.steps_per_concept = steps_per_concept
-    concept_set = ConceptSet([_object_concept(n) for n in DEMO_ERASE],
+    concept_set = ConceptSet([object_concept(n) for n in DEMO_ERASE],
                              [captions.object_prompt(o) for o in DEMO_RETAIN])
     log(f"2/5 erasing {' then '.join(DEMO_ERASE)} with the dynamic mask + concept-aware loss "
         f"({config.steps_per_concept} steps per concept)")

@@ -14,13 +14,13 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 import torch
 
-from ..adapters.clip_text_adapter import ClipTextAdapter
+from ...adapters.clip_text_adapter import ClipTextAdapter
 from ..attacks import AttackConfig, learned_token_attack, paraphrase_prompts
-from ..adapters.diffusers_adapter import DiffusersAdapter
-from ..concept_set import Concept, ConceptSet
+from ...adapters.diffusers_adapter import DiffusersAdapter
+from ...concept_set import Concept, ConceptSet
 from ..evaluation import PromptSet, SamplingConfig, evaluate
-from ..sampling import sampler_settings
-from ..text_encoder_unlearning import (NegatedTIConfig, TextEncoderForgetConfig, forget_text_encoder,
+from ...sampling import sampler_settings
+from ...text_encoder_unlearning import (NegatedTIConfig, TextEncoderForgetConfig, forget_text_encoder,
                                        merge_text_encoder_deltas, negated_ti_forget)
 from ..toyworld import captions
 from ..toyworld.concepts import OBJECT_BY_NAME, OBJECT_NAMES, STYLES
@@ -53,7 +53,7 @@ class TextEncoderBenchConfig:
     quick: bool = False
 
 
-def _concept(name: str, shots: int, seed: int) -> Concept:
+def few_shot_concept(name: str, shots: int, seed: int) -> Concept:
     if name in STYLES:
         objects = [o for o in OBJECT_NAMES]
         scenes = sample_scenes(shots, seed=seed, style=name)
@@ -65,12 +65,12 @@ def _concept(name: str, shots: int, seed: int) -> Concept:
                    images=list(render_batch(sample_scenes(shots, seed=seed, object=name))))
 
 
-def _with_sibling_anchor(concept: Concept) -> Concept:
+def with_sibling_anchor(concept: Concept) -> Concept:
     sibling = OBJECT_BY_NAME[SIBLING_ANCHORS[concept.name]]
     return replace(concept, superclass=sibling.name, superclass_text=sibling.words[0])
 
 
-def _word_prompts(name: str) -> list[str]:
+def word_prompts(name: str) -> list[str]:
     if name in STYLES:
         return [captions.styled_prompt(o, name) for o in OBJECT_NAMES]
     return [captions.object_prompt(name)]
@@ -86,7 +86,7 @@ def _score(pipe, classifier, name: str, prompts: list[str], per_prompt: int, see
 
 
 def _measure(pipe, classifier, concepts: list[Concept], cfg: TextEncoderBenchConfig, seed: int = 4321) -> dict:
-    words = {c.name: _score(pipe, classifier, c.name, _word_prompts(c.name),
+    words = {c.name: _score(pipe, classifier, c.name, word_prompts(c.name),
                             cfg.eval_images_per_prompt if c.name not in STYLES else 2, seed, cfg.evaluation_sampling)
              for c in concepts}
     para = {c.name: _score(pipe, classifier, c.name, paraphrase_prompts(c.name), cfg.paraphrase_images_per_prompt, seed,
@@ -122,13 +122,13 @@ def run_text_encoder_benchmark(cfg: TextEncoderBenchConfig, pipe, classifier, lo
     fast = {k: v for k, v in asdict(cfg.method.fast()).items() if v != getattr(cfg.method, k)}
     scenarios += [("three_sibling_anchor_fast", list(MULTI), True, fast)]
     all_names = list(dict.fromkeys(n for _, names, _, _ in scenarios for n in names))
-    concepts = {n: _concept(n, cfg.shots, seed=cfg.seed * 100 + 31 * i) for i, n in enumerate(all_names)}
+    concepts = {n: few_shot_concept(n, cfg.shots, seed=cfg.seed * 100 + 31 * i) for i, n in enumerate(all_names)}
 
     base = _measure(pipe, classifier, list(concepts.values()), cfg)
     log(f"base: retained {base['retained_accuracy']:.3f} FID {base['toy_fid']:.2f}")
     rows = []
     for scenario, names, sibling, overrides in scenarios:
-        erased = [_with_sibling_anchor(concepts[n]) if sibling else concepts[n] for n in names]
+        erased = [with_sibling_anchor(concepts[n]) if sibling else concepts[n] for n in names]
         cs = ConceptSet(erased, retain_prompts)
         # negated TI has no anchor and no adversarial rounds: those rows would repeat its others
         for method in ("few_shot_lora",) if sibling or overrides else ("few_shot_lora", "negated_ti"):

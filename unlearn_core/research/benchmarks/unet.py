@@ -18,18 +18,18 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from ..adapters.diffusers_adapter import DiffusersAdapter
-from ..concept_set import Concept, ConceptSet
+from ...adapters.diffusers_adapter import DiffusersAdapter
+from ...concept_set import Concept, ConceptSet
 from ..evaluation import PromptSet, SamplingConfig, evaluate, toy_prompt_sets
-from ..losses import ConceptAwareLossConfig
-from ..masks import MaskConfig
-from ..methods import method_config
-from ..sampling import sampler_settings
+from ...losses import ConceptAwareLossConfig
+from ...masks import MaskConfig
+from ...methods import method_config
+from ...sampling import sampler_settings
 from ..toyworld import captions
 from ..toyworld.concepts import OBJECT_BY_NAME, OBJECT_NAMES
-from ..training_data import prepare_concept_data, prepare_retain_data
-from ..unet_unlearning import UnetUnlearnConfig, unlearn_unet
-from ..weights_io import merge_unet_deltas
+from ...training_data import prepare_concept_data, prepare_retain_data
+from ...unet_unlearning import UnetUnlearnConfig, unlearn_unet
+from ...weights_io import merge_unet_deltas
 from .memory import PeakMemory
 
 SEQ10 = ("triangle", "circle", "star", "bolt", "square", "ring", "heart", "chevron", "pentagon", "crescent")
@@ -78,13 +78,13 @@ def toy_method_config(method: str, base: UnetUnlearnConfig) -> UnetUnlearnConfig
     return cfg
 
 
-def _object_concept(name: str) -> Concept:
+def object_concept(name: str) -> Concept:
     obj = OBJECT_BY_NAME[name]
     return Concept(name, obj.superclass, templates=["a {}", "a photo of a {}", "a drawing of a {}"],
                    text=obj.words[0])
 
 
-def _style_concept() -> Concept:
+def style_concept() -> Concept:
     style, anchor = STYLE
     templates = [captions.styled_prompt(o, "{}") for o in OBJECT_NAMES]  # "a star in {} style", ...
     return Concept(style, anchor, templates=templates)
@@ -119,8 +119,8 @@ def run_unet_benchmark(cfg: UnetBenchConfig, pipe, classifier, log=print) -> dic
         cfg.overhead_steps, cfg.overhead_repeats = 4, 1
     adapter = DiffusersAdapter(pipe)
     t0 = time.time()
-    concepts = {n: _object_concept(n) for n in dict.fromkeys(SEQ10 + SIMULTANEOUS)}
-    concepts[STYLE[0]] = _style_concept()
+    concepts = {n: object_concept(n) for n in dict.fromkeys(SEQ10 + SIMULTANEOUS)}
+    concepts[STYLE[0]] = style_concept()
     data = {}
     for i, (name, c) in enumerate(concepts.items()):
         data[name] = prepare_concept_data(adapter, c, cfg.images_per_concept, seed=cfg.seed * 1000 + 17 * i)

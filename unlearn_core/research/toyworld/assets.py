@@ -26,16 +26,9 @@ def _locate(path: str | Path | None, embedded: Path) -> Path:
 
 def load_toy_pipeline(path: str | Path | None = None, dtype=None):
     """The tiny Stable Diffusion as a diffusers StableDiffusionPipeline (no network access)."""
-    import torch
-    from diffusers import StableDiffusionPipeline
+    from ...adapters.diffusers_adapter import load_pipeline
 
-    model_dir = _locate(path, TOY_MODEL_DIR)
-    pipe = StableDiffusionPipeline.from_pretrained(
-        str(model_dir), dtype=dtype or torch.float32, local_files_only=True,
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-    )
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return load_pipeline(_locate(path, TOY_MODEL_DIR), dtype)
 
 
 def load_toy_classifier(path: str | Path | None = None):

@@ -16,11 +16,11 @@ from types import SimpleNamespace
 
 import torch
 
-from ..concept_set import Concept, ConceptSet
-from ..masks import MaskConfig
-from ..methods import method_config
-from ..training_data import ConceptData, RetainData
-from ..unet_unlearning import UnetUnlearnConfig, unlearn_unet
+from ...concept_set import Concept, ConceptSet
+from ...masks import MaskConfig
+from ...methods import method_config
+from ...training_data import ConceptData, RetainData
+from ...unet_unlearning import UnetUnlearnConfig, unlearn_unet
 from .memory import PeakMemory
 
 SD15_UNET = dict(sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
@@ -41,7 +41,7 @@ class RealSizeBenchConfig:
 def sd15_shaped_adapter(cfg: RealSizeBenchConfig):
     from diffusers import DDPMScheduler, UNet2DConditionModel
 
-    from ..adapters.diffusers_adapter import DiffusersAdapter
+    from ...adapters.diffusers_adapter import DiffusersAdapter
 
     torch.manual_seed(cfg.seed)
     unet = UNet2DConditionModel(**{**SD15_UNET, "sample_size": cfg.resolution // 8}).to(cfg.device).eval()

@@ -24,10 +24,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .adapters.clip_text_adapter import PLACEHOLDER, ClipTextAdapter
-from .adapters.diffusers_adapter import DiffusersAdapter
+from ..adapters.clip_text_adapter import PLACEHOLDER, ClipTextAdapter
+from ..adapters.diffusers_adapter import DiffusersAdapter
 from .evaluation import concept_hits
-from .text_encoder_unlearning import TOKEN_TEMPLATES, learn_token
+from ..text_encoder_unlearning import TOKEN_TEMPLATES, learn_token
 from .toyworld import captions
 from .toyworld.classifier import predict
 from .toyworld.concepts import COLOUR_NAMES, OBJECT_BY_NAME, OBJECT_NAMES, STYLES, article, concept_kind
@@ -108,25 +108,6 @@ def composition_prompts(concept: str) -> list[str]:
     word = OBJECT_BY_NAME[concept].words[0]
     return [f"{article(c)} {c} {word} in {s} style" for c, s in zip(COLOUR_NAMES, STYLES + STYLES)] + \
            [f"a photo of {article(c)} {c} {word}" for c in COLOUR_NAMES[:2]]
-
-
-def held_out_paraphrase(name: str, text: str | None = None) -> str:
-    """One held-out rewording of a concept: the toy world's first paraphrase for its objects and
-    styles, else the first held-out template around the concept's words."""
-    if name in OBJECT_BY_NAME or name in STYLES:
-        return paraphrase_prompts(name)[0]
-    words = text or name
-    return captions.HELD_OUT_TEMPLATES[0].format(a=article(words), thing=words)
-
-
-def comparison_rows(concept_set) -> list[tuple[str, str]]:
-    """(kind, prompt) rows of a before/after comparison of a ConceptSet: per erased concept its
-    first prompt and a held-out paraphrase, then every retain prompt."""
-    concept_set.validate(check_files=False)
-    rows = []
-    for c in concept_set.concepts:
-        rows += [("erased", c.prompts[0]), ("paraphrase", held_out_paraphrase(c.name, c.text))]
-    return rows + [("kept", p) for p in concept_set.retain_prompts]
 
 
 def _images_to_latents(adapter: DiffusersAdapter, images: list[np.ndarray]) -> torch.Tensor:

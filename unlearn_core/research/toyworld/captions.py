@@ -52,7 +52,7 @@ HELD_OUT_TEMPLATES = (
 CAPTION_DROPOUT = 0.1
 
 
-def _fill(template: str, thing: str, colour: str | None = None, style: str | None = None) -> str:
+def fill_template(template: str, thing: str, colour: str | None = None, style: str | None = None) -> str:
     colour_phrase = f"{colour} {thing}" if colour else thing
     return template.format(
         a=article(thing), thing=thing, colour=colour, style=style,
@@ -94,7 +94,7 @@ def training_caption_and_labels(scene: Scene, rng: np.random.Generator) -> tuple
     colour = scene.colour if with_colour else None
     style = scene.style if with_style else None
     labels = CaptionLabels(None if superclass_only else obj.name, obj.superclass, colour, style)
-    return _fill(template, thing, colour, style), labels
+    return fill_template(template, thing, colour, style), labels
 
 
 def training_caption(scene: Scene, rng: np.random.Generator) -> str:
@@ -105,18 +105,18 @@ def training_caption(scene: Scene, rng: np.random.Generator) -> str:
 def object_prompt(name: str) -> str:
     """The evaluation prompt for an object or superclass: 'a <name>'."""
     thing = OBJECT_BY_NAME[name].words[0] if name in OBJECT_BY_NAME else SUPERCLASS_WORDS[name][0]
-    return _fill("{a} {thing}", thing)
+    return fill_template("{a} {thing}", thing)
 
 
 def styled_prompt(name: str, style: str) -> str:
     thing = OBJECT_BY_NAME[name].words[0]
-    return _fill("{a} {thing} in {style} style", thing, style=style)
+    return fill_template("{a} {thing} in {style} style", thing, style=style)
 
 
 def held_out_paraphrases(name: str) -> list[str]:
     """Prompts for an object that no training caption has: held-out templates x all its words."""
     words = OBJECT_BY_NAME[name].words if name in OBJECT_BY_NAME else SUPERCLASS_WORDS[name]
-    return [_fill(t, w) for t in HELD_OUT_TEMPLATES for w in words]
+    return [fill_template(t, w) for t in HELD_OUT_TEMPLATES for w in words]
 
 
 def style_paraphrases(style: str, things: list[str]) -> list[str]:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .captions import HELD_OUT_TEMPLATES, _fill, all_caption_words, training_caption_and_labels
+from .captions import HELD_OUT_TEMPLATES, fill_template, all_caption_words, training_caption_and_labels
 from .classifier import held_out_accuracy, save_classifier, to_tensor, train_classifier
 from .model import (ToyModelConfig, build_sampling_scheduler, build_text_encoder, build_train_scheduler,
                     build_unet, build_vae)
@@ -110,12 +110,12 @@ def _held_out_probe_batch() -> tuple[list[str], torch.Tensor]:
         sup = OBJECT_BY_NAME[name].superclass
         for template in HELD_OUT_TEMPLATES:
             for word in OBJECT_BY_NAME[name].words:
-                captions.append(_fill(template, word))
+                captions.append(fill_template(template, word))
                 labels.append(CaptionLabels(name, sup, None, None))
     for sup in SUPERCLASS_NAMES:
         for template in HELD_OUT_TEMPLATES:
             for word in SUPERCLASS_WORDS[sup]:
-                captions.append(_fill(template, word))
+                captions.append(fill_template(template, word))
                 labels.append(CaptionLabels(None, sup, None, None))
     return captions, _probe_targets(labels)
 
