@@ -33,7 +33,8 @@ RETAINED = ("hexagon", "semicircle", "cross", "arrow", "zigzag", "hourglass")
 # Scenarios are run twice for our method: erased onto the superclass (the anchor a user reaches for
 # first) and onto a sibling object. The toy world's superclass words caption a uniform mix of their
 # members, so "a polygon" itself draws a triangle about a quarter of the time
-# (bench/results/anchor_floor.json) and pulling a concept onto it cannot go below that; none of
+# (measured on an earlier toy model by scripts/anchor_floor.py; script and result in git at 03fd2a8)
+# and pulling a concept onto it cannot go below that; none of
 # these siblings draws its concept (0 of 64) and none is a retained object.
 SIBLING_ANCHORS = {"star": "heart", "circle": "crescent", "triangle": "square", "bolt": "chevron"}
 
