@@ -1,5 +1,6 @@
 """Regenerate the workflow files in workflows/: UI format (<name>.json, for dragging into ComfyUI)
-and API format (<name>.api.json, for POST /prompt), from the graphs below.
+and API format (api/<name>.json, for POST /prompt; in a subfolder because ComfyUI's Templates
+browser lists every .json directly in workflows/), from the graphs below.
 
     python scripts/make_workflows.py OBJECT_INFO.json
 
@@ -151,13 +152,13 @@ def layout(api: dict) -> dict:
 def main(object_info_path: str) -> None:
     info = json.loads(Path(object_info_path).read_text())
     out = REPO / "workflows"
-    out.mkdir(exist_ok=True)
+    (out / "api").mkdir(parents=True, exist_ok=True)
     for name, build in WORKFLOWS.items():
         api, titles = build()
         ui = api_to_ui(api, info, layout(api), titles)
         (out / f"{name}.json").write_text(json.dumps(ui, indent=1) + "\n")
-        (out / f"{name}.api.json").write_text(json.dumps(api, indent=1) + "\n")
-        print(f"wrote workflows/{name}.json and .api.json ({len(api)} nodes)")
+        (out / "api" / f"{name}.json").write_text(json.dumps(api, indent=1) + "\n")
+        print(f"wrote workflows/{name}.json and workflows/api/{name}.json ({len(api)} nodes)")
 
 
 if __name__ == "__main__":

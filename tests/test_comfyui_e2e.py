@@ -494,7 +494,7 @@ def test_workflow_files_match_object_info(server):
 
     info = server.object_info()
     for name in WORKFLOW_ORDER:
-        api = json.loads((WORKFLOW_DIR / f"{name}.api.json").read_text())
+        api = json.loads((WORKFLOW_DIR / "api" / f"{name}.json").read_text())
         ui = json.loads((WORKFLOW_DIR / f"{name}.json").read_text())
         for nid, node in api.items():
             assert node["class_type"] in info, f"{name}: node type {node['class_type']} does not exist"
@@ -509,7 +509,7 @@ def test_workflow_files_match_object_info(server):
 
 def test_every_workflow_runs(server, scratch):
     for name in WORKFLOW_ORDER:
-        api = _shrink(json.loads((WORKFLOW_DIR / f"{name}.api.json").read_text()))
+        api = _shrink(json.loads((WORKFLOW_DIR / "api" / f"{name}.json").read_text()))
         t0 = time.time()
         _ok(server.run(api))
         print(f"workflow {name}: ran in {time.time() - t0:.1f} s (CPU, shrunk settings)")
@@ -535,7 +535,7 @@ def test_workflows_load_in_the_real_frontend(server):
     info = server.object_info()
     for name in WORKFLOW_ORDER:
         assert result[name]["ok"], f"{name}: the frontend failed to load it: {result[name].get('errors')}"
-        expected = json.loads((WORKFLOW_DIR / f"{name}.api.json").read_text())
+        expected = json.loads((WORKFLOW_DIR / "api" / f"{name}.json").read_text())
         got = {}
         for nid, node in result[name]["api"].items():
             spec = info[node["class_type"]]["input"]
@@ -543,4 +543,4 @@ def test_workflows_load_in_the_real_frontend(server):
             # the frontend adds its own display-only widgets (e.g. PreviewAny's 'preview'); the server ignores them
             got[nid] = {"class_type": node["class_type"],
                         "inputs": {k: v for k, v in node["inputs"].items() if k in known}}
-        assert got == expected, f"{name}: the frontend's API graph differs from {name}.api.json"
+        assert got == expected, f"{name}: the frontend's API graph differs from api/{name}.json"

@@ -107,7 +107,7 @@ def test_load_image_converts_safely_and_refuses_the_rest(tmp_path):
 def test_shipped_examples_load():
     from pathlib import Path
 
-    examples = Path(__file__).resolve().parents[1] / "examples"
+    examples = Path(__file__).resolve().parents[1] / "concept_sets"
     files = sorted(examples.glob("toy_*.*"))
     assert len(files) >= 3
     for f in files:

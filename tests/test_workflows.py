@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 WORKFLOWS = Path(__file__).resolve().parents[1] / "workflows"
-NAMES = sorted(p.name[: -len(".api.json")] for p in WORKFLOWS.glob("*.api.json"))
+# API-format twins sit in a subfolder: ComfyUI's Templates browser lists every *.json directly in workflows/
+API = WORKFLOWS / "api"
+NAMES = sorted(p.stem for p in API.glob("*.json"))
 
 
 def _is_link(v):
@@ -17,14 +19,14 @@ def _is_link(v):
 
 
 def test_every_ui_workflow_has_an_api_twin():
-    ui = sorted(p.stem for p in WORKFLOWS.glob("*.json") if not p.name.endswith(".api.json"))
+    ui = sorted(p.stem for p in WORKFLOWS.glob("*.json"))
     assert ui == NAMES and len(NAMES) >= 4
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_ui_and_api_formats_describe_the_same_graph(name):
     ui = json.loads((WORKFLOWS / f"{name}.json").read_text())
-    api = json.loads((WORKFLOWS / f"{name}.api.json").read_text())
+    api = json.loads((API / f"{name}.json").read_text())
     for key in ("nodes", "links", "last_node_id", "last_link_id", "version"):
         assert key in ui, f"UI workflow lacks {key!r}"
     nodes = {str(n["id"]): n for n in ui["nodes"]}
@@ -53,9 +55,24 @@ def test_ui_and_api_formats_describe_the_same_graph(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_workflows_have_an_output_node_and_use_the_pack(name):
-    api = json.loads((WORKFLOWS / f"{name}.api.json").read_text())
+    api = json.loads((API / f"{name}.json").read_text())
     types = {n["class_type"] for n in api.values()}
     assert types & {"PreviewImage", "SaveImage", "SaveUnlearnedModel", "PreviewAny", "CompareModelWeights"}
     pack = {"LoadConceptSet", "ConceptAwareLoss", "DynamicMaskUnlearn", "FewShotTextEncoderForget",
             "SaveUnlearnedModel", "CompareModelWeights"}
     assert types & pack or "LoraLoader" in types
+
+
+def test_templates_browser_sees_exactly_the_ui_workflows():
+    """ComfyUI (app/custom_node_manager.py) lists every *.json directly inside a pack's
+    example_workflows/, example/, examples/, workflow/ or workflows/ folder in its Templates
+    browser, but serves files only from the first of those folders that exists. So the pack has
+    exactly one of them, workflows/, and everything listed there is a UI-format workflow."""
+    root = WORKFLOWS.parent
+    scanned = ["example_workflows", "example", "examples", "workflow", "workflows"]
+    assert [name for name in scanned if (root / name).exists()] == ["workflows"]
+    listed = sorted(p.stem for p in WORKFLOWS.glob("*.json"))
+    assert listed == NAMES
+    for name in listed:
+        ui = json.loads((WORKFLOWS / f"{name}.json").read_text())
+        assert isinstance(ui.get("nodes"), list) and "links" in ui, f"{name}.json is not a UI-format workflow"

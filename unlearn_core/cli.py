@@ -8,32 +8,12 @@ import shlex
 import sys
 from pathlib import Path
 
+from .progress import ProgressReporter
 from .sampling import SAMPLERS, SAMPLING
 
 
 def _command_line() -> str:
     return "concept-unlearn " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-
-
-class _Progress:
-    """A tqdm bar fed by (done, total) callbacks."""
-
-    def __init__(self, desc: str):
-        self.desc = desc
-        self.bar = None
-
-    def __call__(self, done: int, total: int) -> None:
-        from tqdm import tqdm
-
-        if self.bar is None or self.bar.total != total:
-            if self.bar is not None:
-                self.bar.close()
-            self.bar = tqdm(total=total, desc=self.desc, unit="img", leave=False)
-        self.bar.n = done
-        self.bar.refresh()
-        if done >= total:
-            self.bar.close()
-            self.bar = None
 
 
 def _set_threads(n: int | None) -> None:
@@ -85,7 +65,7 @@ def cmd_bench_base(args) -> int:
     classifier = load_toy_classifier(args.classifier)
     result = bench_base_model(pipe, classifier, images_per_prompt=args.images_per_prompt,
                               styled_images_per_prompt=args.styled_images_per_prompt, sampling=sampling,
-                              progress=_Progress("sampling"))
+                              progress=ProgressReporter("sampling", unit="image", leave=False))
     write_results(result, args.output, _command_line())
     print(f"{'object':<12} accuracy")
     for name, acc in result["object_accuracy"].items():
@@ -173,7 +153,8 @@ def cmd_evaluate(args) -> int:
     sampling = _sampling_config(args, images_per_prompt=args.images_per_prompt, seed=args.seed)
     pipe = load_toy_pipeline(args.model)
     classifier = load_toy_classifier(args.classifier)
-    result, images = evaluate(pipe, classifier, sets, sampling, progress=_Progress("sampling"))
+    result, images = evaluate(pipe, classifier, sets, sampling,
+                              progress=ProgressReporter("sampling", unit="image", leave=False))
     out = Path(args.output)  # created only once there is something to write
     out.mkdir(parents=True, exist_ok=True)
     save_grid(images, rows=sum(len(s.prompts) for s in sets), path=out / "grid.png")
@@ -274,7 +255,7 @@ def cmd_forget_text_encoder(args, concept_set) -> int:
     concept_set.validate()
     pipe = load_pipeline(_model_dir(args))
     cfg = text_encoder_config_from_args(args)
-    bar = _StepBar("forgetting")
+    bar = ProgressReporter("forgetting", fields=("concept", "stage", "loss"))
     result = forget_text_encoder(ClipTextAdapter(pipe.tokenizer, pipe.text_encoder, clip_skip=args.clip_skip),
                                  DiffusersAdapter(pipe), concept_set, cfg, progress=bar)
     bar.close()
@@ -296,7 +277,7 @@ def cmd_forget(args) -> int:
     if args.images:
         _attach_images(concept_set, args.images)
     cfg = unet_config_from_args(args)
-    bar = _StepBar("unlearning")
+    bar = ProgressReporter("unlearning", fields=("concept", "loss"))
     result = forget(_model_dir(args), concept_set, cfg, args.output, lora_rank=args.lora_rank,
                     save_merged=not args.no_merged, overwrite=args.overwrite, progress=bar)
     bar.close()
@@ -314,24 +295,6 @@ def _model_dir(args) -> Path:
     from .research.toyworld.assets import TOY_MODEL_DIR
 
     return TOY_MODEL_DIR
-
-
-class _StepBar:
-    def __init__(self, desc: str):
-        self.desc, self.bar = desc, None
-
-    def __call__(self, done: int, total: int, row: dict) -> None:
-        from tqdm import tqdm
-
-        if self.bar is None:
-            self.bar = tqdm(total=total, desc=self.desc, unit="step")
-        self.bar.n = done
-        self.bar.set_postfix(concept=row["concept"], loss=f"{row['loss']:.4f}", refresh=False)
-        self.bar.refresh()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 def cmd_demo(args) -> int:

@@ -30,8 +30,6 @@ def main():
         page.goto(URL, wait_until="domcontentloaded", timeout=TIMEOUT_MS)
         page.wait_for_function("() => window.app && window.app.graph && window.app.graphToPrompt", timeout=TIMEOUT_MS)
         for path in sorted(WF_DIR.glob("*.json")):
-            if path.name.endswith(".api.json"):
-                continue
             wf = json.loads(path.read_text())
             try:
                 api = page.evaluate("""async (wf) => {

@@ -30,6 +30,7 @@ from ..concept_set import Concept, ConceptSet
 from ..comparison import before_after_grid
 from .evaluation import SamplingConfig, evaluate, toy_prompt_sets
 from ..forget import write_text_encoder_folder, write_unlearned_folder
+from ..progress import ProgressReporter
 from .toyworld import captions
 from .toyworld.assets import load_toy_classifier, load_toy_pipeline
 from .toyworld.concepts import OBJECT_BY_NAME
@@ -65,7 +66,7 @@ def run_demo(output: Path, images_per_prompt: int = 8, steps_per_concept: int | 
                              [captions.object_prompt(o) for o in DEMO_RETAIN])
     log(f"2/5 erasing {' then '.join(DEMO_ERASE)} with the dynamic mask + concept-aware loss "
         f"({config.steps_per_concept} steps per concept)")
-    bar = _StepBar("unlearning", ("concept", "phase"))
+    bar = ProgressReporter("unlearning", fields=("concept", "phase"))
     result = unlearn_unet(DiffusersAdapter(pipe), concept_set, config, progress=bar)
     bar.close()
 
@@ -115,7 +116,7 @@ def _few_shot_text_encoder_part(pipe, classifier, sampling: SamplingConfig, outp
     log(f"4/5 erasing {name} from the text encoder, from the 5 images in {shots_dir} (onto {anchor!r}): "
         f"textual inversion, then a LoRA on the last {config.num_layers} encoder layers")
     before, images_before = evaluate(pipe, classifier, sets, sampling)
-    bar = _StepBar("forgetting", ("stage",))
+    bar = ProgressReporter("forgetting", fields=("concept", "stage"))
     text = ClipTextAdapter(pipe.tokenizer, pipe.text_encoder, clip_skip=config.clip_skip)
     result = forget_text_encoder(text, DiffusersAdapter(pipe), concept_set, config, progress=bar)
     bar.close()
@@ -128,23 +129,6 @@ def _few_shot_text_encoder_part(pipe, classifier, sampling: SamplingConfig, outp
     return {"erased": [name], "anchor": anchor, "shots": [str(p) for p in paths], "retained": list(DEMO_RETAIN),
             "before": before.to_dict(), "after": after.to_dict(), "unlearning_seconds": result.seconds,
             "settings": asdict(config)}
-
-
-class _StepBar:
-    """A tqdm bar driven by a trainer's progress callback, showing `fields` of its last row."""
-
-    def __init__(self, desc: str, fields: tuple[str, ...]):
-        from tqdm import tqdm
-
-        self.bar, self.fields = tqdm(total=1, desc=desc, unit="step"), fields
-
-    def __call__(self, done: int, total: int, row: dict) -> None:
-        self.bar.total, self.bar.n = total, done
-        self.bar.set_postfix(**{f: row[f] for f in self.fields}, refresh=False)
-        self.bar.refresh()
-
-    def close(self) -> None:
-        self.bar.close()
 
 
 def _save_grid(sets, images_before, images_after, path: Path) -> None:
