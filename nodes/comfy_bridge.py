@@ -5,7 +5,7 @@ ComfyUI ModelPatcher, so `unlearn_unet(...)` runs through it unchanged, and
 `ComfyClipTextAdapter` gives the few-shot text-encoder method the same differentiable encoder
 interface as `unlearn_core.adapters.clip_text_adapter.ClipTextAdapter`.
 
-Facts about ComfyUI this relies on (DESIGN.md §4):
+Facts about ComfyUI this relies on (docs/architecture.md, "ComfyUI facts the bridge relies on"):
 - nodes run inside `torch.inference_mode()`: the loaded weights are inference tensors. The
   adapter copies the denoiser's parameters once into ordinary fp32 tensors (after loading the
   MODEL with its patches baked in) and runs the UNet with `torch.func.functional_call`, so the

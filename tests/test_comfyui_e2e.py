@@ -3,7 +3,8 @@
 They run only when COMFYUI_PATH points at a ComfyUI checkout (0.8.0 checked) and COMFYUI_PYTHON
 (default `python`) is a Python that runs it with this package's dependencies installed. The
 test session builds a random-weight checkpoint that ComfyUI detects as SD1.5 (tiny UNet, full
-CLIP-L, full SD VAE; DESIGN.md §4), starts `main.py --cpu` on a free port with a scratch
+CLIP-L, full SD VAE; docs/architecture.md, "ComfyUI facts the bridge relies on"), starts
+`main.py --cpu` on a free port with a scratch
 --base-directory whose custom_nodes/ links to this repository, posts API-format graphs to
 /prompt and reads /history. Nothing is downloaded and nothing is written outside the scratch
 folder.

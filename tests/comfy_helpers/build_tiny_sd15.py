@@ -1,4 +1,5 @@
-"""Build a random-weight checkpoint that ComfyUI detects as SD1.5 (DESIGN.md §4).
+"""Build a random-weight checkpoint that ComfyUI detects as SD1.5 (docs/architecture.md, "ComfyUI facts the
+bridge relies on").
 
 Tiny UNet (model_channels 320, context_dim 768, one level, one res block), full CLIP-L text
 encoder (transformers), full SD VAE (ComfyUI's AutoencoderKL), all seeded. Written as fp16

@@ -1,4 +1,5 @@
-"""Random-weight parts of checkpoints that ComfyUI detects as real model families (DESIGN.md §4).
+"""Random-weight parts of checkpoints that ComfyUI detects as real model families (docs/architecture.md,
+"ComfyUI facts the bridge relies on").
 
 Shared by build_tiny_sd15.py and build_tiny_sdxl.py. Every part is seeded. The UNets are small
 (ComfyUI's detection keys on a few config values, not on the depth), while the text encoders and
