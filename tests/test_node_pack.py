@@ -84,27 +84,9 @@ def test_plot_stats_draws_an_image():
 
 
 def _patch_files():
-    spec = importlib.util.spec_from_file_location("patch_files_under_test", REPO / "nodes" / "patch_files.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_low_rank_is_exact_for_low_rank_deltas_and_truncates_others():
-    import torch
-
-    pf = _patch_files()
-    gen = torch.Generator().manual_seed(0)
-    rank4 = torch.randn(64, 4, generator=gen) @ torch.randn(4, 48, generator=gen)
-    down, up, err = pf.low_rank(rank4, 16)
-    assert down.shape == (4, 48) and up.shape == (64, 4)  # numerical rank, not the requested 16
-    assert err < 1e-5 and torch.allclose(up @ down, rank4, atol=1e-4)
-    full = torch.randn(32, 24, generator=gen)
-    down, up, err = pf.low_rank(full, 8)
-    assert down.shape == (8, 24) and 0.1 < err < 1.0
-    conv = torch.randn(8, 4, 3, 3, generator=gen)
-    down, up, err = pf.low_rank(conv, 64)
-    assert down.shape == (8, 4, 3, 3) and up.shape == (8, 8, 1, 1) and err < 1e-5
+    """nodes/patch_files.py, imported as part of the pack (it imports the library relatively, no comfy)."""
+    pack = _import_root("concept_unlearn_pack_patch_files")
+    return importlib.import_module(f"{pack.__name__}.nodes.patch_files")
 
 
 def test_patch_file_keys_follow_comfyui_lora_names():

@@ -3,8 +3,10 @@
 - `merge_unet_deltas`: a copy of a diffusers pipeline whose UNet has base + delta (the input
   pipeline is not modified);
 - `save_delta`: the exact deltas as a safetensors "diff" file;
-- `extract_lora` / `save_lora`: a rank-r LoRA from the SVD of each delta, in the diffusers/peft
-  key format that `StableDiffusionPipeline.load_lora_weights` loads.
+- `low_rank_factors`: the one SVD LoRA extraction of a weight delta (truncated at the delta's
+  numerical rank), used here and by the node pack's LoRA files;
+- `extract_lora` / `save_lora`: a LoRA of rank at most r from the SVD of each delta, in the
+  diffusers/peft key format that `StableDiffusionPipeline.load_lora_weights` loads.
 
 Every file carries metadata (concepts, superclasses, settings, base model hash, library version)
 as JSON in the safetensors header, and is written to a temporary name and renamed into place,
@@ -81,8 +83,36 @@ def load_delta(path: str | Path) -> dict[str, torch.Tensor]:
     return {k[len("unet."):]: v for k, v in load_file(str(path)).items() if k.startswith("unet.")}
 
 
+def low_rank_factors(delta: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """(down, up, relative Frobenius error) with up @ down ~= delta, from one SVD of the delta.
+
+    The rank is at most `rank` and at most the delta's numerical rank (singular values above
+    s_max * max(shape) * float32 eps, as numpy's matrix_rank), so a delta that is already low-rank
+    (e.g. a rank-1 edit asked at rank 8, or a rank-4 text-encoder LoRA) gets factors of its own rank,
+    stored exactly, never zero-padded ones; an all-zero delta gets rank-1 zero factors. The singular
+    values are split evenly (up = U sqrt(S), down = sqrt(S) V^T). Conv kernels are flattened as in
+    LoRA files: down r x in x kh x kw, up out x r x 1 x 1. Factors are fp32, contiguous."""
+    if rank < 1:
+        raise ValueError(f"LoRA rank must be at least 1, got {rank}")
+    d = delta.detach().float()
+    mat = d.reshape(d.shape[0], -1)
+    u, s, vh = torch.linalg.svd(mat, full_matrices=False)
+    tol = (s[0] * max(mat.shape) * torch.finfo(torch.float32).eps) if s.numel() else 0.0
+    r = max(1, min(rank, int((s > tol).sum())))
+    root = s[:r].sqrt()
+    up, down = u[:, :r] * root, root[:, None] * vh[:r]
+    norm = mat.norm()
+    err = float((mat - up @ down).norm() / norm) if norm > 0 else 0.0
+    if d.ndim == 4:
+        down = down.reshape(r, *d.shape[1:])
+        up = up.reshape(d.shape[0], r, 1, 1)
+    return down.contiguous(), up.contiguous(), err
+
+
 def extract_lora(deltas: dict[str, torch.Tensor], rank: int) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
-    """Truncated SVD of each delta: delta ~= B @ A with A (r x in), B (out x r).
+    """`low_rank_factors` of each '.weight' delta: delta ~= B @ A with A (r x in), B (out x r), r at
+    most `rank` and at most the delta's numerical rank (ranks may differ between weights; diffusers
+    reads each module's rank from its tensors, with alpha = rank, i.e. scale 1).
 
     Returns the LoRA tensors (diffusers/peft names) and, per weight, the relative Frobenius
     error of the approximation."""
@@ -94,21 +124,9 @@ def extract_lora(deltas: dict[str, torch.Tensor], rank: int) -> tuple[dict[str, 
         if not name.endswith(".weight"):
             continue
         module = name[: -len(".weight")]
-        d = delta.float()
-        mat = d.reshape(d.shape[0], -1)
-        u, s, vh = torch.linalg.svd(mat, full_matrices=False)
-        r = min(rank, s.numel())
-        root = s[:r].sqrt()
-        b = u[:, :r] * root
-        a = root[:, None] * vh[:r]
-        approx = b @ a
-        norm = mat.norm()
-        errors[name] = float((mat - approx).norm() / norm) if norm > 0 else 0.0
-        if d.ndim == 4:
-            a = a.reshape(r, d.shape[1], d.shape[2], d.shape[3])
-            b = b.reshape(d.shape[0], r, 1, 1)
-        out[f"unet.{module}.lora_A.weight"] = a.contiguous()
-        out[f"unet.{module}.lora_B.weight"] = b.contiguous()
+        a, b, errors[name] = low_rank_factors(delta, rank)
+        out[f"unet.{module}.lora_A.weight"] = a
+        out[f"unet.{module}.lora_B.weight"] = b
     return out, errors
 
 
