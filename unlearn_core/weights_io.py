@@ -130,12 +130,37 @@ def extract_lora(deltas: dict[str, torch.Tensor], rank: int) -> tuple[dict[str, 
     return out, errors
 
 
+#: safetensors header key from which diffusers (0.35 on) reads a LoRA's peft LoraConfig
+DIFFUSERS_LORA_CONFIG_KEY = "lora_adapter_metadata"
+
+
+def diffusers_lora_config(tensors: dict[str, torch.Tensor], prefix: str = "unet") -> dict:
+    """The LoraConfig of `extract_lora`'s tensors as diffusers reads it from a file's header:
+    alpha = rank for every module (scale 1), per-module ranks in rank_pattern/alpha_pattern.
+
+    Diffusers before 0.42 infers alpha from the first module's rank when the header has no config,
+    which scales modules of another rank wrongly; the truncated ranks make mixed ranks common."""
+    suffix = ".lora_A.weight"
+    ranks = {k[len(prefix) + 1: -len(suffix)]: int(v.shape[0]) for k, v in tensors.items()
+             if k.startswith(f"{prefix}.") and k.endswith(suffix)}
+    counts: dict[int, int] = {}
+    for r in ranks.values():
+        counts[r] = counts.get(r, 0) + 1
+    common = max(counts, key=lambda r: (counts[r], r)) if counts else 1
+    pattern = {m: r for m, r in ranks.items() if r != common}
+    return {f"{prefix}.{k}": v for k, v in {"r": common, "lora_alpha": common, "rank_pattern": pattern,
+                                             "alpha_pattern": dict(pattern), "target_modules": sorted(ranks)}.items()}
+
+
 def save_lora(deltas: dict[str, torch.Tensor], path: str | Path, rank: int, metadata: dict,
               overwrite: bool = False) -> dict[str, float]:
+    """`extract_lora` written as a diffusers LoRA file (`pipe.load_lora_weights`); returns the
+    relative error per weight. The header also carries the LoraConfig (see `diffusers_lora_config`)."""
     tensors, errors = extract_lora(deltas, rank)
     mean_err = sum(errors.values()) / max(1, len(errors))
     atomic_save_safetensors(tensors, path, {METADATA_KEY: {**metadata, "format": "lora", "rank": rank,
-                                                           "mean_relative_error": mean_err}}, overwrite)
+                                                           "mean_relative_error": mean_err},
+                                            DIFFUSERS_LORA_CONFIG_KEY: diffusers_lora_config(tensors)}, overwrite)
     return errors
 
 
