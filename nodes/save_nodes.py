@@ -14,6 +14,7 @@ import comfy.sd
 import folder_paths
 
 from ..unlearn_core import __version__
+from ..unlearn_core.atomic import atomic_file
 from ..unlearn_core.weights_io import METADATA_KEY, atomic_save_safetensors
 from .comfy_bridge import effective_deltas
 from .comfy_types import CATEGORY, history_of
@@ -133,13 +134,5 @@ class SaveUnlearnedModel(io.ComfyNode):
             extra_keys["v_pred"] = torch.tensor([])
             if getattr(sampling, "zsnr", False):
                 extra_keys["ztsnr"] = torch.tensor([])
-        folder, name = os.path.split(path)
-        tmp = os.path.join(folder, f".{name}.{os.getpid()}.partial")
-        try:
-            comfy.sd.save_checkpoint(tmp, model, clip, vae, metadata=metadata, extra_keys=extra_keys)
-            if os.path.exists(path):
-                raise FileExistsError(f"{path} appeared while saving; not overwriting it")
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with atomic_file(path, overwrite=False) as tmp:  # refuses a file that appeared meanwhile
+            comfy.sd.save_checkpoint(str(tmp), model, clip, vae, metadata=metadata, extra_keys=extra_keys)

@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from .atomic import atomic_file
+
 DEFAULT_TEMPLATES = ("a {}", "a photo of a {}", "a drawing of a {}")
 
 
@@ -142,9 +144,8 @@ class ConceptSet:
             text = yaml.safe_dump(self.to_dict(), sort_keys=False)
         else:
             text = self._to_csv()
-        tmp = path.with_name(path.name + ".partial")
-        tmp.write_text(text)
-        tmp.replace(path)
+        with atomic_file(path) as tmp:
+            tmp.write_text(text)
 
     def _to_csv(self) -> str:
         buf = io.StringIO()

@@ -1,8 +1,8 @@
 """Run an unlearning method on a diffusers model folder and write the results to an output folder.
 
 The output folder is assembled under a temporary name and renamed into place only when every
-file is written, so a cancelled or failed run leaves nothing behind, and the input model folder
-is only ever read.
+file is written (`atomic.atomic_folder`), so a cancelled or failed run leaves nothing behind, and
+the input model folder is only ever read.
 
 Output folder:
     unlearned.diff.safetensors   exact deltas (keys 'unet.<param>'), metadata in the header
@@ -13,38 +13,19 @@ Output folder:
 
 from __future__ import annotations
 
-import contextlib
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
+from .atomic import atomic_folder
 from .concept_set import ConceptSet
 from .unet_unlearning import UnetUnlearnConfig, UnlearnResult, unlearn_unet
 from .weights_io import merge_unet_deltas, save_delta, save_lora
 
 
-@contextlib.contextmanager
-def assembled_folder(output_dir: Path, overwrite: bool):
-    """Yield a temporary sibling folder; rename it to `output_dir` only if the block succeeds."""
-    if output_dir.exists() and not overwrite:
-        raise FileExistsError(f"output folder {output_dir} already exists; choose another or pass --overwrite")
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", suffix=".partial", dir=output_dir.parent))
-    try:
-        yield tmp
-        if output_dir.exists():
-            shutil.rmtree(output_dir)
-        tmp.rename(output_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-
-
 def write_unlearned_folder(pipe, result: UnlearnResult, output_dir: str | Path, lora_rank: int = 8,
                            save_merged: bool = True, overwrite: bool = False) -> Path:
     output_dir = Path(output_dir)
-    with assembled_folder(output_dir, overwrite) as tmp:
+    with atomic_folder(output_dir, overwrite) as tmp:
         meta = result.metadata()
         save_delta(result.deltas, tmp / "unlearned.diff.safetensors", meta)
         errors = save_lora(result.deltas, tmp / "unlearned_lora.safetensors", lora_rank, meta)
@@ -74,7 +55,7 @@ def write_text_encoder_folder(pipe, result, output_dir: str | Path, overwrite: b
     from .weights_io import save_text_encoder_lora, save_text_encoder_lora_peft
 
     output_dir = Path(output_dir)
-    with assembled_folder(output_dir, overwrite) as tmp:
+    with atomic_folder(output_dir, overwrite) as tmp:
         meta = result.metadata()
         save_text_encoder_lora(result.lora, tmp / "text_encoder_lora.safetensors", meta, fmt="diffusers")
         save_text_encoder_lora(result.lora, tmp / "text_encoder_lora_comfy.safetensors", meta, fmt="comfy")

@@ -9,8 +9,8 @@
   diffusers/peft key format that `StableDiffusionPipeline.load_lora_weights` loads.
 
 Every file carries metadata (concepts, superclasses, settings, base model hash, library version)
-as JSON in the safetensors header, and is written to a temporary name and renamed into place,
-so an interrupted save never leaves a partial file. Existing files are never overwritten unless
+as JSON in the safetensors header, and is written through `atomic.atomic_file` (a temporary name
+renamed into place), so an interrupted save never leaves a partial file. Existing files are never overwritten unless
 asked.
 """
 
@@ -18,30 +18,25 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from .atomic import atomic_file, atomic_folder
+
 METADATA_KEY = "unlearn_core"
 
 
 def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict,
                             overwrite: bool = False) -> Path:
+    """A safetensors file written through `atomic.atomic_file`; metadata values that are not
+    strings are stored as JSON."""
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} already exists; choose another name or pass overwrite=True (--overwrite)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
+    with atomic_file(path, overwrite=overwrite) as tmp:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp),
                   metadata={k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()})
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 
@@ -201,24 +196,12 @@ def save_text_encoder_lora_peft(lora: dict[str, tuple[torch.Tensor, torch.Tensor
     from peft import LoraConfig
 
     folder = Path(folder)
-    if folder.exists() and not overwrite:
-        raise FileExistsError(f"{folder} already exists; choose another name or pass overwrite=True")
     rank = next(iter(lora.values()))[0].shape[0]
-    tmp = folder.with_name(f".{folder.name}.partial")
-    import shutil
-
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    with atomic_folder(folder, overwrite=overwrite) as tmp:
         LoraConfig(r=rank, lora_alpha=rank, target_modules=sorted(lora), lora_dropout=0.0).save_pretrained(str(tmp))
         tensors = {}
         for module, (a, b) in lora.items():
             tensors[f"base_model.model.{module}.lora_A.weight"] = a
             tensors[f"base_model.model.{module}.lora_B.weight"] = b
         atomic_save_safetensors(tensors, tmp / "adapter_model.safetensors", {METADATA_KEY: {**metadata, "format": "peft"}})
-        if folder.exists():
-            shutil.rmtree(folder)
-        tmp.rename(folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return folder
