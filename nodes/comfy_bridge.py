@@ -33,7 +33,7 @@ import contextlib
 import dataclasses
 import math
 import re
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 import torch
 from torch.func import functional_call
@@ -57,9 +57,11 @@ def training_mode():
         yield
 
 
-def _outside(t: torch.Tensor, device=None, dtype=None) -> torch.Tensor:
-    """An ordinary (non-inference) copy of `t`; call outside inference mode."""
-    return t.to(device=device or t.device, dtype=dtype or t.dtype, copy=True)
+def detached_copy(t: torch.Tensor, device=None, dtype=None) -> torch.Tensor:
+    """An ordinary (non-inference) copy of `t`, detached from any autograd graph (ComfyUI's
+    parameters never receive gradients), on `device` / in `dtype` if given; call outside
+    inference mode."""
+    return t.detach().to(device=device or t.device, dtype=dtype or t.dtype, copy=True)
 
 
 def prediction_type_of(model_sampling) -> str:
@@ -139,7 +141,7 @@ class ComfyDenoiserAdapter:
         self.dtype = torch.float32
         sigmas = self.model_sampling.sigmas.detach().to(torch.float64).cpu()
         self.num_train_timesteps = int(len(sigmas))
-        self.alphas_cumprod = _outside((1.0 / (1.0 + sigmas ** 2)).float(), self.device)
+        self.alphas_cumprod = detached_copy((1.0 / (1.0 + sigmas ** 2)).float(), self.device)
         factor = 8
         if vae is not None and isinstance(getattr(vae, "downscale_ratio", None), int):
             factor = vae.downscale_ratio
@@ -155,8 +157,8 @@ class ComfyDenoiserAdapter:
         self.on_sample_step = on_sample_step
         # Ordinary fp32 copies of every denoiser parameter: the gradient path never sees an
         # inference tensor, and the shared module's weights are never written.
-        self.params = {n: _outside(p, self.device, torch.float32) for n, p in self.unet.named_parameters()}
-        self.buffers = {n: _outside(b, self.device) for n, b in self.unet.named_buffers()}
+        self.params = {n: detached_copy(p, self.device, torch.float32) for n, p in self.unet.named_parameters()}
+        self.buffers = {n: detached_copy(b, self.device) for n, b in self.unet.named_buffers()}
         self._prompt_cache: dict[str, torch.Tensor] = {}
 
     def describe(self) -> str:
@@ -177,9 +179,9 @@ class ComfyDenoiserAdapter:
                     cond, pooled = self.clip.encode_from_tokens(tokens, return_pooled=True)
                     y = None if self.adm is None else self.base_model.encode_adm(
                         pooled_output=pooled, width=self.resolution, height=self.resolution, device=self.device)
-                cond = _outside(cond, self.device, self.dtype)
+                cond = detached_copy(cond, self.device, self.dtype)
                 if y is not None:
-                    cond = self.adm.pack(cond, _outside(y, self.device, self.dtype))
+                    cond = self.adm.pack(cond, detached_copy(y, self.device, self.dtype))
                 self._prompt_cache[p] = cond[0]
             rows.append(self._prompt_cache[p])
         return torch.stack(rows)
@@ -269,11 +271,11 @@ class ComfyDenoiserAdapter:
             raise BridgeError("example images were given but no VAE is connected to encode them")
         with torch.inference_mode(True):
             raw = self.vae.encode(images.permute(0, 2, 3, 1).contiguous()[..., :3])
-        return self.latents_from_comfy(_outside(raw))
+        return self.latents_from_comfy(detached_copy(raw))
 
     def latents_from_comfy(self, samples: torch.Tensor) -> torch.Tensor:
         """A LATENT's raw samples -> the denoiser's space (process_latent_in)."""
-        samples = _outside(samples, self.device, self.dtype)
+        samples = detached_copy(samples, self.device, self.dtype)
         return self.base_model.process_latent_in(samples)
 
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
@@ -283,7 +285,7 @@ class ComfyDenoiserAdapter:
         raw = self.base_model.process_latent_out(latents.detach().float())
         with torch.inference_mode(True):
             images = self.vae.decode(raw)
-        return _outside(images).clamp(0, 1)
+        return detached_copy(images).clamp(0, 1)
 
 
 def patched_model(model, deltas: dict[str, torch.Tensor], prefix: str = "diffusion_model."):
@@ -297,25 +299,44 @@ def patched_model(model, deltas: dict[str, torch.Tensor], prefix: str = "diffusi
     return m
 
 
+def effective_weights(patcher, keys: Iterable[str] | None = None,
+                      prefix: str | None = None) -> Iterator[tuple[str, torch.Tensor, torch.Tensor]]:
+    """(key, base, effective) for the weights of a ModelPatcher (MODEL, or a CLIP's `.patcher`),
+    one key at a time, as ordinary fp32 CPU tensors: `base` is the weight the MODEL/CLIP was
+    loaded with, `effective` that weight with this patcher's patches applied (every patch type
+    ComfyUI knows: diffs, LoRAs, unlearning edits), i.e. the weight it samples with; the same
+    tensor as `base` for a key without patches. Only `keys` (if given) and keys starting with
+    `prefix` (if given). Call outside inference mode.
+
+    The one place the node pack computes a patched weight (Compare Model Weights and the deltas
+    Save Unlearned Model writes). Clones of one model share ComfyUI's backup of the unpatched
+    weights, so `base` is right even while another clone's patches are applied in place."""
+    import comfy.lora
+
+    with torch.inference_mode(True):
+        key_patches = patcher.get_key_patches(prefix)
+    wanted = None if keys is None else set(keys)
+    for key, entries in key_patches.items():
+        if wanted is not None and key not in wanted:
+            continue
+        weight, convert = entries[0]
+        base = detached_copy(convert(weight) if convert else weight, torch.device("cpu"), torch.float32)
+        # calculate_weight adds some patch types in place: give it its own copy
+        effective = comfy.lora.calculate_weight(entries[1:], base.clone(), key) if len(entries) > 1 else base
+        yield key, base, effective
+
+
 def effective_deltas(patcher, prefix: str | None = None) -> dict[str, torch.Tensor]:
-    """Per patched weight key: (weight with this patcher's patches) - (weight without them), fp32 on CPU.
+    """Per patched weight key: (weight with this patcher's patches) - (weight without them), fp32 on
+    CPU (`effective_weights`); keys whose patches cancel out are left out.
 
     Works for every patch type ComfyUI knows (diff, LoRA, ...), so a LoRA loaded before an
     unlearning node ends up in the saved difference too: the difference is always relative to
     the weights the MODEL/CLIP was loaded with."""
-    import comfy.lora
-
+    patched = [k for k in patcher.patches if prefix is None or k.startswith(prefix)]
     out = {}
-    with torch.inference_mode(True):
-        key_patches = patcher.get_key_patches(prefix)
-    for key, entries in key_patches.items():
-        if len(entries) <= 1:
-            continue
-        weight, convert = entries[0]
-        base = _outside(convert(weight), torch.device("cpu"), torch.float32) if convert else \
-            _outside(weight, torch.device("cpu"), torch.float32)
-        new = comfy.lora.calculate_weight(entries[1:], base.clone(), key)
-        delta = (new - base).float()
+    for key, base, effective in effective_weights(patcher, patched, prefix):
+        delta = (effective - base).float()
         if torch.count_nonzero(delta):
             out[key] = delta
     return out
@@ -390,8 +411,8 @@ class ComfyClipTextAdapter:
             self.used_layer = idx % self.num_layers
             self.final_norm = self.used_layer == self.num_layers - 1 or bool(self.encoder.layer_norm_hidden_state)
         self.clip_skip = self.num_layers - 1 - self.used_layer
-        self.params = {n: _outside(p, self.device, torch.float32) for n, p in self.encoder.named_parameters()}
-        self.buffers = {n: _outside(b, self.device) for n, b in self.encoder.named_buffers()}
+        self.params = {n: detached_copy(p, self.device, torch.float32) for n, p in self.encoder.named_parameters()}
+        self.buffers = {n: detached_copy(b, self.device) for n, b in self.encoder.named_buffers()}
         self._embedding_name = next(n for n in self.params if n.endswith("embeddings.token_embedding.weight"))
         self.token_embedding = _EmbeddingView(self.params[self._embedding_name])
         self.tokenizer_key = None

@@ -7,44 +7,25 @@ import json
 import torch
 from comfy_api.latest import io, ui
 
-import comfy.lora
-
-from .comfy_bridge import _outside
+from .comfy_bridge import effective_weights
 from .comfy_types import CATEGORY
-
-
-def _effective(patcher, keys=None) -> dict[str, torch.Tensor]:
-    with torch.inference_mode(True):
-        key_patches = patcher.get_key_patches()
-    out = {}
-    for key, entries in key_patches.items():
-        if keys is not None and key not in keys:
-            continue
-        weight, convert = entries[0]
-        w = _outside(convert(weight) if convert else weight, torch.device("cpu"), torch.float32)
-        out[key] = comfy.lora.calculate_weight(entries[1:], w, key) if len(entries) > 1 else w
-    return out
+from .reporting import weight_differences
 
 
 def compare_patchers(a, b) -> dict:
-    """{'compared': n, 'changed': {key: max |a-b|}, 'max_abs_diff': x} over the weights of a and b."""
+    """{'compared': n, 'changed': {key: max |a-b|}, 'only_in_one': [...], 'max_abs_diff': x} over the
+    effective (patched) weights of a and b (`effective_weights`, differences by `weight_differences`)."""
     with torch.inference_mode(False):
         if a.model is b.model:  # clones of one loaded model: only patched weights can differ
             keys = set(a.patches) | set(b.patches)
         else:
             keys = None
-        wa, wb = _effective(a, keys), _effective(b, keys)
-        changed, missing = {}, sorted(set(wa) ^ set(wb))
-        for key in sorted(set(wa) & set(wb)):
-            if wa[key].shape != wb[key].shape:
-                changed[key] = float("inf")
-                continue
-            diff = float((wa[key] - wb[key]).abs().max()) if wa[key].numel() else 0.0
-            if diff > 0:
-                changed[key] = diff
-    total = len(a.model.state_dict()) if keys is not None else len(set(wa) | set(wb))
-    return {"compared": total, "changed": changed, "only_in_one": missing,
-            "max_abs_diff": max(changed.values(), default=0.0)}
+        wa = {key: w for key, _, w in effective_weights(a, keys)}
+        wb = {key: w for key, _, w in effective_weights(b, keys)}
+        report = weight_differences(wa, wb)
+    if keys is not None:
+        report["compared"] = len(a.model.state_dict())
+    return report
 
 
 class CompareModelWeights(io.ComfyNode):

@@ -73,6 +73,36 @@ def test_redact_history_hashes_names_and_drops_retain_prompts():
     assert rep.redact_history(history, False) is history
 
 
+def test_weight_differences_reports_every_difference_at_full_precision():
+    """The arithmetic of Compare Model Weights: two checkpoints that differ in 16 tensors by at most
+    3.5e-5 are reported as 16 changed tensors with that largest difference, whatever the dtypes."""
+    import torch
+
+    rep = _reporting()
+    gen = torch.Generator().manual_seed(0)
+    base = {f"diffusion_model.b{i}.attn2.to_{p}.weight": torch.randn(64, 32, generator=gen).half()
+            for i in range(4) for p in ("q", "k", "v", "out")}
+    base["diffusion_model.out.2.bias"] = torch.randn(4, generator=gen).half()
+    other = {k: v.float() for k, v in base.items()}  # the second checkpoint, stored in fp32
+    for k in base:
+        if ".attn2." in k:
+            other[k] = other[k] + (torch.rand(other[k].shape, generator=gen) * 2 - 1) * 3.5e-5
+    report = rep.weight_differences(base, other)
+    assert sorted(report["changed"]) == sorted(k for k in base if ".attn2." in k) and len(report["changed"]) == 16
+    assert 3.0e-5 < report["max_abs_diff"] < 3.6e-5 and report["compared"] == 17 and report["only_in_one"] == []
+    assert rep.weight_differences(base, {k: v.float() for k, v in base.items()})["changed"] == {}
+    # one bf16 ulp at magnitude 1, and a 3.5e-5 change of a weight of magnitude 1 in fp32
+    one = torch.ones(3, dtype=torch.bfloat16)
+    assert rep.weight_differences({"w": one}, {"w": one + 2 ** -7})["max_abs_diff"] == 2 ** -7
+    fp32 = torch.ones(3)
+    assert abs(rep.weight_differences({"w": fp32}, {"w": fp32 + 3.5e-5})["max_abs_diff"] - 3.5e-5) < 1e-7
+    # shapes, keys and NaN
+    nan = torch.tensor([float("nan"), 1.0])
+    report = rep.weight_differences({"s": torch.zeros(2), "n": nan, "m": nan, "a": fp32},
+                                    {"s": torch.zeros(3), "n": nan.clone(), "m": torch.ones(2), "b": fp32})
+    assert report["changed"] == {"s": float("inf"), "m": float("inf")} and report["only_in_one"] == ["a", "b"]
+
+
 def test_plot_stats_draws_an_image():
     rep = _reporting()
     stats = [{"step": i, "phase": "train", "loss": 1.0 / (i + 1), "concept_loss": 0.5 / (i + 1),
