@@ -14,7 +14,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "comfy_helpers"))
-from workflow_format import api_to_ui  # noqa: E402
+from workflow_format import api_to_ui, extra_widget_values, input_specs, is_widget  # noqa: E402
 
 CKPT = "v1-5-pruned-emaonly.safetensors"
 UNLEARN = {"target": "cross_attention", "mode": "sequential", "steps_per_concept": 500, "learning_rate": 3e-6,
@@ -56,8 +56,13 @@ def erase_one_concept():
         "32": {"class_type": "PreviewAny", "inputs": {"source": ["4", 1]}},
         "33": {"class_type": "PreviewImage", "inputs": {"images": ["4", 2]}},
         "34": {"class_type": "CompareModelWeights", "inputs": {"model_a": ["1", 0], "model_b": ["4", 0]}},
+        # a small file to share; loaders list output/loras, so LoraLoader finds it as unlearned/<prefix>_00001_
+        "35": {"class_type": "SaveUnlearnedModel", "inputs": {
+            "model": ["4", 0], "format": "lora", "filename_prefix": "unlearned/erase_one_concept", "lora_rank": 64,
+            "hash_concept_names": False, "embed_workflow": True}},
     }
-    titles = {"31": "Before (first 4) / after (last 4)", "32": "Unlearning report", "33": "Loss and mask statistics"}
+    titles = {"31": "Before (first 4) / after (last 4)", "32": "Unlearning report", "33": "Loss and mask statistics",
+              "35": "Save the edit as a LoRA (output/loras/unlearned)"}
     return g, titles
 
 
@@ -71,7 +76,7 @@ def erase_several_save_checkpoint():
         "3": {"class_type": "DynamicMaskUnlearn", "inputs": {"model": ["1", 0], "clip": ["1", 1],
                                                              "concept_set": ["2", 0], **UNLEARN}},
         "4": {"class_type": "SaveUnlearnedModel", "inputs": {
-            "model": ["3", 0], "format": "checkpoint", "filename_prefix": "unlearned/sd15_three_concepts",
+            "model": ["3", 0], "format": "checkpoint", "filename_prefix": "unlearned/erase_several",
             "lora_rank": 64, "hash_concept_names": False, "embed_workflow": True, "clip": ["1", 1], "vae": ["1", 2]}},
         "5": {"class_type": "PreviewAny", "inputs": {"source": ["3", 1]}},
         **sampler(10, ["3", 0], ["1", 1], "a photo of a garbage truck"),
@@ -99,7 +104,7 @@ def few_shot_text_encoder_lora():
             "learning_rate": 2e-3, "batch_size": 4, "forget_weight": 1.0, "ti_weight": 1.0, "preserve_weight": 3.0,
             "include_learned_token": True, "adversarial_interval": 15, "resolution": 512, "seed": 0, "fast": False}},
         "11": {"class_type": "SaveUnlearnedModel", "inputs": {
-            "model": ["1", 0], "format": "lora", "filename_prefix": "unlearned/forget_my_character", "lora_rank": 64,
+            "model": ["1", 0], "format": "lora", "filename_prefix": "unlearned/text_encoder_forget", "lora_rank": 64,
             "hash_concept_names": True, "embed_workflow": False, "clip": ["10", 0]}},
         "12": {"class_type": "PreviewAny", "inputs": {"source": ["10", 1]}},
         **sampler(20, ["1", 0], ["10", 0], "a photo of my character"),
@@ -112,7 +117,7 @@ def apply_saved_lora():
     g = {
         "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": CKPT}},
         "2": {"class_type": "LoraLoader", "inputs": {"model": ["1", 0], "clip": ["1", 1],
-                                                     "lora_name": "unlearned/forget_my_character_00001_.safetensors",
+                                                     "lora_name": "unlearned/text_encoder_forget_00001_.safetensors",
                                                      "strength_model": 1.0, "strength_clip": 1.0}},
         **sampler(10, ["2", 0], ["2", 1], "a photo of my character"),
         "15": {"class_type": "SaveImage", "inputs": {"images": ["14", 0], "filename_prefix": "unlearned_lora_test"}},
@@ -128,25 +133,54 @@ WORKFLOWS = {
 }
 
 
-def layout(api: dict) -> dict:
-    """Columns by depth in the graph, rows in id order."""
+#: Sizes used for laying out nodes; generous, so that the frontend's own sizes (which it computes
+#: from the widgets when it loads the file) never make two nodes overlap.
+NODE_WIDTH, COLUMN_GAP, ROW_GAP = 360.0, 90.0, 50.0
+TALL_NODES = {"PreviewImage": 320.0, "SaveImage": 320.0, "PreviewAny": 220.0, "LoadImage": 340.0}
+
+
+def node_height(node: dict, info: dict) -> float:
+    """Title, one row per input/output socket, one per widget (multiline text: several)."""
+    if node["class_type"] in TALL_NODES:
+        return TALL_NODES[node["class_type"]]
+    sockets, widgets = 0, 0.0
+    for name, typ, opts in input_specs(info):
+        value = node["inputs"].get(name)
+        linked = isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)
+        if is_widget(typ, opts) and not linked:
+            widgets += 4.0 if opts.get("multiline") else 1.0
+            widgets += len(extra_widget_values(name, typ, opts))
+        elif linked or name in info["input"].get("required", {}):
+            sockets += 1
+    sockets = max(sockets, len(info["output"]))
+    return 50.0 + 24.0 * sockets + 28.0 * widgets
+
+
+def layout(api: dict, object_info: dict) -> tuple[dict, dict]:
+    """(positions, sizes): columns by depth in the graph; within a column, nodes ordered by where
+    their inputs come from (fewer crossing wires) and stacked by their estimated heights."""
     depth = {}
 
     def d(nid):
         if nid not in depth:
-            srcs = [v[0] for v in api[nid]["inputs"].values() if isinstance(v, list) and len(v) == 2
-                    and isinstance(v[0], str)]
-            depth[nid] = 1 + max((d(s) for s in srcs), default=-1)
+            depth[nid] = 1 + max((d(s) for s in sources(nid)), default=-1)
         return depth[nid]
 
-    rows: dict[int, int] = {}
-    pos = {}
-    for nid in sorted(api, key=int):
-        col = d(nid)
-        row = rows.get(col, 0)
-        rows[col] = row + 1
-        pos[nid] = (50.0 + 380.0 * col, 50.0 + 330.0 * row)
-    return pos
+    def sources(nid):
+        return [v[0] for v in api[nid]["inputs"].values() if isinstance(v, list) and len(v) == 2
+                and isinstance(v[0], str)]
+
+    sizes = {nid: (NODE_WIDTH, node_height(api[nid], object_info[api[nid]["class_type"]])) for nid in api}
+    pos: dict[str, tuple[float, float]] = {}
+    for col in range(max(d(n) for n in api) + 1):
+        members = [n for n in sorted(api, key=int) if d(n) == col]
+        # a node sits near the (first) node it reads from; ties keep id order
+        members.sort(key=lambda n: (min((pos[s][1] for s in sources(n) if s in pos), default=0.0), int(n)))
+        y = 50.0
+        for nid in members:
+            pos[nid] = (50.0 + (NODE_WIDTH + COLUMN_GAP) * col, y)
+            y += sizes[nid][1] + ROW_GAP
+    return pos, sizes
 
 
 def main(object_info_path: str) -> None:
@@ -155,7 +189,8 @@ def main(object_info_path: str) -> None:
     (out / "api").mkdir(parents=True, exist_ok=True)
     for name, build in WORKFLOWS.items():
         api, titles = build()
-        ui = api_to_ui(api, info, layout(api), titles)
+        positions, sizes = layout(api, info)
+        ui = api_to_ui(api, info, positions, titles, sizes)
         (out / f"{name}.json").write_text(json.dumps(ui, indent=1) + "\n")
         (out / "api" / f"{name}.json").write_text(json.dumps(api, indent=1) + "\n")
         print(f"wrote workflows/{name}.json and workflows/api/{name}.json ({len(api)} nodes)")
