@@ -122,3 +122,16 @@ def test_evaluate_end_to_end(toy_pipe, classifier, tmp_path):
     assert back["concept_accuracy"] == result.concept_accuracy
     grid = Image.open(tmp_path / "grid.png")
     assert grid.size == (2 * (4 * 34 + 2), 2 * (2 * 34 + 2))
+
+
+def test_generate_reuses_cached_images_by_prompt_and_seed(toy_pipe):
+    cfg = SamplingConfig(images_per_prompt=2, num_inference_steps=4, seed=5)
+    cache = {}
+    first = generate(toy_pipe, ["a star", "a circle"], cfg, cache=cache)
+    assert set(cache) == {("a star", 5), ("a star", 6), ("a circle", 5), ("a circle", 6)}
+    calls = []
+    # "a circle" (both seeds) comes from the cache; only "a heart" is drawn, in one batch of two
+    again = generate(toy_pipe, ["a circle", "a heart"], cfg, cache=cache, progress=lambda d, t: calls.append((d, t)))
+    assert calls == [(2, 2)]
+    assert np.array_equal(again[:2], first[2:])
+    assert np.array_equal(again[2:], generate(toy_pipe, ["a heart"], cfg))

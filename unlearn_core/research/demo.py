@@ -56,7 +56,10 @@ def run_demo(output: Path, images_per_prompt: int = 8, steps_per_concept: int | 
     sampling = SamplingConfig(images_per_prompt=images_per_prompt, seed=2024)
 
     log(f"1/5 sampling the base model: {', '.join(DEMO_ERASE)} (to erase) and {', '.join(DEMO_RETAIN)} (to keep)")
-    before, images_before = evaluate(pipe, classifier, sets, sampling)
+    # the base model's images, kept by (prompt, seed): the text-encoder part compares against the
+    # same retained prompts and seeds, so they are drawn once
+    base_images: dict = {}
+    before, images_before = evaluate(pipe, classifier, sets, sampling, image_cache=base_images)
 
     bench = UnetBenchConfig()
     config = bench.trainer_config("dynamic_mask")
@@ -84,7 +87,8 @@ def run_demo(output: Path, images_per_prompt: int = 8, steps_per_concept: int | 
     }
     _log_table(log, sets, before, after)
 
-    metrics["text_encoder"] = _few_shot_text_encoder_part(pipe, classifier, sampling, output, steps_per_concept, log)
+    metrics["text_encoder"] = _few_shot_text_encoder_part(pipe, classifier, sampling, output, steps_per_concept, log,
+                                                          base_images)
     metrics["total_seconds"] = time.time() - t_start
     (output / "metrics.json").write_text(json.dumps(metrics, indent=2))
     log(f"wrote {output / 'before_after.png'}, {output / 'text_encoder_before_after.png'}, "
@@ -94,7 +98,7 @@ def run_demo(output: Path, images_per_prompt: int = 8, steps_per_concept: int | 
 
 
 def _few_shot_text_encoder_part(pipe, classifier, sampling: SamplingConfig, output: Path,
-                                steps_per_concept: int | None, log) -> dict:
+                                steps_per_concept: int | None, log, base_images: dict) -> dict:
     from PIL import Image
 
     name, anchor = DEMO_FEW_SHOT, SIBLING_ANCHORS[DEMO_FEW_SHOT]
@@ -115,7 +119,7 @@ def _few_shot_text_encoder_part(pipe, classifier, sampling: SamplingConfig, outp
 
     log(f"4/5 erasing {name} from the text encoder, from the 5 images in {shots_dir} (onto {anchor!r}): "
         f"textual inversion, then a LoRA on the last {config.num_layers} encoder layers")
-    before, images_before = evaluate(pipe, classifier, sets, sampling)
+    before, images_before = evaluate(pipe, classifier, sets, sampling, image_cache=base_images)
     bar = ProgressReporter("forgetting", fields=("concept", "stage"))
     text = ClipTextAdapter(pipe.tokenizer, pipe.text_encoder, clip_skip=config.clip_skip)
     result = forget_text_encoder(text, DiffusersAdapter(pipe), concept_set, config, progress=bar)

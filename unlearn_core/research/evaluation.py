@@ -84,34 +84,39 @@ def toy_prompt_sets(erased: list[str] = (), retained: list[str] = ()) -> list[Pr
 
 @torch.no_grad()
 def generate(pipe, prompts: list[str], cfg: SamplingConfig, negative_prompt: str | None = None,
-             progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+             progress: Callable[[int, int], None] | None = None, cache: dict | None = None) -> np.ndarray:
     """cfg.images_per_prompt images per prompt, as an N x H x W x 3 uint8 array, prompt-major.
 
     Image i of every prompt is drawn with the generator of seed cfg.seed + i (its start noise and,
     for an ancestral sampler, the noise of every step), so it does not depend on the batching;
     with cfg.distinct_seeds, image i of prompt k with seed cfg.seed + k * images_per_prompt + i.
-    The pipeline's scheduler is swapped for cfg.sampler while sampling and restored afterwards."""
+    The pipeline's scheduler is swapped for cfg.sampler while sampling and restored afterwards.
+
+    `cache` (a dict the caller keeps for one pipeline, sampling config and negative prompt) holds
+    images by (prompt, seed): those found there are not drawn again, new ones are added."""
     n = cfg.images_per_prompt
-    jobs = [(p, k * n + i if cfg.distinct_seeds else i) for k, p in enumerate(prompts) for i in range(n)]
-    out = []
+    all_jobs = [(p, cfg.seed + (k * n + i if cfg.distinct_seeds else i)) for k, p in enumerate(prompts) for i in range(n)]
+    cache = {} if cache is None else cache
+    jobs = [job for job in dict.fromkeys(all_jobs) if job not in cache]
     own_scheduler = pipe.scheduler
     pipe.scheduler = sampling_scheduler(pipe, cfg.sampler)
     try:
         for start in range(0, len(jobs), cfg.batch_size):
             chunk = jobs[start:start + cfg.batch_size]
-            gens = [torch.Generator().manual_seed(cfg.seed + i) for _, i in chunk]
+            gens = [torch.Generator().manual_seed(seed) for _, seed in chunk]
             images = pipe(
                 [p for p, _ in chunk], num_inference_steps=cfg.num_inference_steps,
                 guidance_scale=cfg.guidance_scale,
                 negative_prompt=[negative_prompt] * len(chunk) if negative_prompt else None,
                 generator=gens, output_type="np",
             ).images
-            out.append((np.clip(images, 0, 1) * 255 + 0.5).astype(np.uint8))
+            for job, image in zip(chunk, (np.clip(images, 0, 1) * 255 + 0.5).astype(np.uint8)):
+                cache[job] = image
             if progress:
                 progress(min(start + cfg.batch_size, len(jobs)), len(jobs))
     finally:
         pipe.scheduler = own_scheduler
-    return np.concatenate(out)
+    return np.stack([cache[job] for job in all_jobs])
 
 
 def concept_hits(pred: Predictions, concept: str) -> np.ndarray:
@@ -162,11 +167,12 @@ def reference_images(concepts: list[str], n_per_concept: int, seed: int = 777) -
 
 def evaluate(pipe, classifier, prompt_sets: list[PromptSet], cfg: SamplingConfig | None = None,
              grid_path: str | Path | None = None, progress: Callable[[int, int], None] | None = None,
-             fid_concepts: list[str] | None = None) -> tuple[EvaluationResult, np.ndarray]:
+             fid_concepts: list[str] | None = None, image_cache: dict | None = None) -> tuple[EvaluationResult, np.ndarray]:
     """Generate, classify and score. Returns the result and the images (set-major, prompt-major).
 
     The toy FID compares images of `fid_concepts` (default: the retained concepts, or all if none
-    are retained) with renders of those concepts."""
+    are retained) with renders of those concepts. `image_cache`: see `generate` (same pipeline and
+    sampling config only)."""
     cfg = cfg or SamplingConfig()
     if not prompt_sets:
         raise ValueError("nothing to evaluate: give at least one concept with prompts")
@@ -179,7 +185,7 @@ def evaluate(pipe, classifier, prompt_sets: list[PromptSet], cfg: SamplingConfig
                          f"raise images_per_prompt (--images-per-prompt)")
     t0 = time.time()
     all_prompts = [p for s in prompt_sets for p in s.prompts]
-    images = generate(pipe, all_prompts, cfg, progress=progress)
+    images = generate(pipe, all_prompts, cfg, progress=progress, cache=image_cache)
     pred = predict(classifier, images)
     accuracy, coherence, counts, confusion = {}, {}, {}, {}
     features: dict[str, np.ndarray] = {}
