@@ -1,39 +1,31 @@
-"""Pure helpers of the nodes (no ComfyUI imports): text reports, the statistics plot, metadata,
-the arithmetic of weight comparisons.
+"""Pure helpers of the nodes (no ComfyUI imports): text reports, the statistics plot, metadata
+(concept-name hashing is the library's, `unlearn_core.metadata`), the arithmetic of weight
+comparisons.
 
 Kept free of `comfy` so the default test suite covers them without a ComfyUI checkout.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from typing import Mapping
 
 import numpy as np
 
-
-def hash_name(name: str) -> str:
-    return "sha256:" + hashlib.sha256(name.strip().lower().encode()).hexdigest()[:16]
+from ..unlearn_core.metadata import new_key, redact_concept_names
 
 
-def redact_history(history: list[dict], hash_names: bool) -> list[dict]:
-    """The unlearning history with concept names replaced by hashes (if asked).
+def redact_history(history: list[dict], hash_names: bool, key: bytes | None = None) -> list[dict]:
+    """The unlearning history (one metadata dict per run) with concept names replaced by keyed
+    hashes if asked: the library's `redact_concept_names`, one key (random unless given, never
+    stored) for the whole history, so a name has one hash in the file.
 
     Superclasses stay readable (they are what the concepts turned into); retain prompts are
     dropped when hashing, since they often name related people or styles."""
     if not hash_names:
         return history
-    out = []
-    for entry in history:
-        entry = json.loads(json.dumps(entry))
-        for c in entry.get("concepts", []):
-            c["name"] = hash_name(c["name"])
-        if "retain_prompts" in entry:
-            entry["retain_prompts"] = f"<{len(entry['retain_prompts'])} prompt(s), not stored>"
-        out.append(entry)
-    return out
+    key = new_key() if key is None else key
+    return [redact_concept_names(entry, key) for entry in history]
 
 
 def weight_differences(wa: Mapping, wb: Mapping) -> dict:

@@ -60,8 +60,10 @@ class SaveUnlearnedModel(io.ComfyNode):
                              tooltip="Rank of the LoRA (format 'lora'). Higher is closer to the exact edit; the "
                                      "approximation error per layer is in the report."),
                 io.Boolean.Input("hash_concept_names", default=False,
-                                 tooltip="Store erased concept names only as SHA-256 hashes in the file's metadata "
-                                         "(and leave out the workflow, whose text names them)."),
+                                 tooltip="Store erased concept names only as keyed hashes in the file's metadata "
+                                         "(HMAC-SHA256 under a random key that is kept nowhere, so the names "
+                                         "cannot be recovered, not even by trying candidate names), leave out the "
+                                         "retain prompts and the workflow, whose text names them."),
                 io.Boolean.Input("embed_workflow", default=True,
                                  tooltip="Store the ComfyUI workflow in the metadata, as Checkpoint Save does "
                                          "(always off when hashing concept names)."),

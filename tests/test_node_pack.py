@@ -56,17 +56,21 @@ def test_every_node_input_has_a_tooltip_in_source():
 
 
 def _reporting():
-    spec = importlib.util.spec_from_file_location("reporting_under_test", REPO / "nodes" / "reporting.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """nodes/reporting.py, imported as part of the pack (it imports the library relatively, no comfy)."""
+    pack = _import_root("concept_unlearn_pack_reporting")
+    return importlib.import_module(f"{pack.__name__}.nodes.reporting")
 
 
 def test_redact_history_hashes_names_and_drops_retain_prompts():
+    from unlearn_core.metadata import hash_concept_name
+
     rep = _reporting()
     history = [{"concepts": [{"name": "Some Person", "superclass": "person"}], "retain_prompts": ["a cat"]}]
-    out = rep.redact_history(history, True)
-    assert out[0]["concepts"][0]["name"] == rep.hash_name("some person")
+    out = rep.redact_history(history, True, key=b"a key")
+    assert out[0]["concepts"][0]["name"] == hash_concept_name("some person", b"a key")
+    # without a key, a random one per call: the hash is not the one a guessed key or a plain hash gives
+    again = rep.redact_history(history + history, True)
+    assert again[0]["concepts"][0]["name"] == again[1]["concepts"][0]["name"] != out[0]["concepts"][0]["name"]
     assert out[0]["concepts"][0]["superclass"] == "person"
     assert "Some Person" not in json.dumps(out) and "a cat" not in json.dumps(out)
     assert history[0]["concepts"][0]["name"] == "Some Person"  # input not modified

@@ -259,7 +259,7 @@ def cmd_forget_text_encoder(args, concept_set) -> int:
     result = forget_text_encoder(ClipTextAdapter(pipe.tokenizer, pipe.text_encoder, clip_skip=args.clip_skip),
                                  DiffusersAdapter(pipe), concept_set, cfg, progress=bar)
     bar.close()
-    write_text_encoder_folder(pipe, result, out, overwrite=args.overwrite)
+    write_text_encoder_folder(pipe, result, out, overwrite=args.overwrite, hash_concept_names=args.hash_concept_names)
     for note in result.notes:
         print(f"note: {note}")
     print(f"erased {', '.join(c['name'] for c in result.concepts)} from the text encoder in {result.seconds:.0f}s "
@@ -279,7 +279,8 @@ def cmd_forget(args) -> int:
     cfg = unet_config_from_args(args)
     bar = ProgressReporter("unlearning", fields=("concept", "loss"))
     result = forget(_model_dir(args), concept_set, cfg, args.output, lora_rank=args.lora_rank,
-                    save_merged=not args.no_merged, overwrite=args.overwrite, progress=bar)
+                    save_merged=not args.no_merged, overwrite=args.overwrite, progress=bar,
+                    hash_concept_names=args.hash_concept_names)
     bar.close()
     for note in result.notes:
         print(f"note: {note}")
@@ -433,6 +434,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weight of the distillation term (default: 1, or 3 for dynamic-mask-robust)")
     f.add_argument("--lora-rank", type=int, default=8)
     f.add_argument("--no-merged", action="store_true", help="do not write the merged model folder")
+    f.add_argument("--hash-concept-names", action="store_true",
+                   help="write the erased concepts' names into the output files (safetensors metadata, "
+                        "report.json, ...) only as keyed hashes: HMAC-SHA256 under a random key drawn for this run "
+                        "and kept nowhere, so the names cannot be read back or recovered by trying candidate "
+                        "names; superclasses stay readable, retain prompts are left out (default: off, names in "
+                        "clear)")
     f.add_argument("--overwrite", action="store_true")
     f.add_argument("--seed", type=int, default=0)
     f.set_defaults(func=cmd_forget)

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from . import __version__
 from .adapters.clip_text_adapter import PLACEHOLDER, ClipTextAdapter
 from .concept_set import ConceptSet, ConceptSetError
+from .metadata import redact_concept_names
 from .training_data import check_latents, user_latents
 from .unet_unlearning import UnlearnCancelled, weights_hash
 
@@ -125,10 +126,13 @@ class TextEncoderForgetResult:
         """Dense weight deltas (module.weight -> B @ A)."""
         return {f"{m}.weight": b @ a for m, (a, b) in self.lora.items()}
 
-    def metadata(self) -> dict:
-        return {"method": "few_shot_text_encoder", "concepts": self.concepts, "retain_prompts": self.retain_prompts,
+    def metadata(self, hash_concept_names: bool = False, key: bytes | None = None) -> dict:
+        """What saved files carry about the run; with hash_concept_names, concept names as keyed
+        hashes and no retain prompts (`metadata.redact_concept_names`; `key`: see there)."""
+        meta = {"method": "few_shot_text_encoder", "concepts": self.concepts, "retain_prompts": self.retain_prompts,
                 "config": self.config, "base_model_hash": self.base_model_hash, "library": "unlearn_core",
                 "library_version": self.library_version}
+        return redact_concept_names(meta, key) if hash_concept_names else meta
 
 
 def concept_latents(unet_adapter, concept, where: str, notes: list[str]) -> torch.Tensor:

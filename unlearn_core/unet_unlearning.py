@@ -25,6 +25,7 @@ from .concept_set import ConceptSet
 from .layer_selection import select_weights
 from .losses import (ConceptAwareLossConfig, alignment_loss, concept_aware_loss, distillation_loss, esd_target)
 from .masks import MaskConfig, MaskedAdam, build_mask
+from .metadata import redact_concept_names
 from .training_data import ConceptData, RetainData, prepare_concept_data, prepare_retain_data
 
 
@@ -93,12 +94,15 @@ class UnlearnResult:
         train = [s["seconds"] for s in self.stats if s["phase"] == "train"]
         return float(np.mean(train)) if train else float("nan")
 
-    def metadata(self) -> dict:
-        return {
+    def metadata(self, hash_concept_names: bool = False, key: bytes | None = None) -> dict:
+        """What saved files carry about the run; with hash_concept_names, concept names as keyed
+        hashes and no retain prompts (`metadata.redact_concept_names`; `key`: see there)."""
+        meta = {
             "method": "unet_unlearning", "concepts": self.concepts, "retain_prompts": self.retain_prompts,
             "config": self.config, "base_model_hash": self.base_model_hash,
             "library": "unlearn_core", "library_version": self.library_version,
         }
+        return redact_concept_names(meta, key) if hash_concept_names else meta
 
 
 def weights_hash(tensors: dict[str, torch.Tensor]) -> str:
