@@ -13,6 +13,7 @@ from ..unlearn_core.concept_set import ConceptSet
 from ..unlearn_core.layer_selection import TARGETS, select_weights
 from ..unlearn_core.losses import ConceptAwareLossConfig
 from ..unlearn_core.masks import MaskConfig
+from ..unlearn_core.training_data import generation_batches
 from ..unlearn_core.unet_unlearning import UnetUnlearnConfig, unlearn_unet
 from .comfy_bridge import ComfyDenoiserAdapter, patched_model, training_mode
 from .comfy_types import CATEGORY, ConceptSetType, UnlearnLossType, record
@@ -34,16 +35,11 @@ def with_denoiser_latents(cs: ConceptSet, adapter) -> ConceptSet:
 
 
 def data_sampler_steps(cs: ConceptSet, cfg: UnetUnlearnConfig, sample_batch: int) -> int:
-    """How many sampler steps generating the training images takes (for the progress bar)."""
-    chunks = 0
-    for c in cs.concepts:
-        for has in (c.latents is not None or bool(c.images), c.superclass_latents is not None or bool(c.superclass_images)):
-            if not has:
-                chunks += sum(math.ceil(len(range(s, min(cfg.images_per_concept, s + 64))) / sample_batch)
-                              for s in range(0, cfg.images_per_concept, 64))
-    n_retain = len(cs.retain_prompts) * cfg.retain_images_per_prompt
-    chunks += sum(math.ceil(len(range(s, min(n_retain, s + 64))) / sample_batch) for s in range(0, n_retain, 64))
-    return chunks * cfg.sampling_steps
+    """How many sampler steps generating the training images takes (for the progress bar): each
+    sampler call of the library's batching (`training_data.generation_batches`) runs in chunks of
+    `sample_batch` images (ComfyDenoiserAdapter.sample_latents), each `sampling_steps` steps."""
+    batches = generation_batches(cs, cfg.images_per_concept, cfg.retain_images_per_prompt)
+    return sum(math.ceil(n / sample_batch) for n in batches) * cfg.sampling_steps
 
 
 class DynamicMaskUnlearn(io.ComfyNode):

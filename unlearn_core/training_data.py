@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .concept_set import Concept, ConceptSetError, load_image
+from .concept_set import Concept, ConceptSet, ConceptSetError, load_image
 
 
 @dataclass
@@ -51,11 +51,36 @@ def check_latents(adapter, latents, where: str) -> torch.Tensor:
     return latents.to(adapter.device)
 
 
+#: images per `adapter.sample_latents` call when the model generates training images
+GENERATION_BATCH = 64
+
+
+def _chunks(n: int) -> list[range]:
+    """The image indices of each sampler call generating `n` images, in order."""
+    return [range(start, min(n, start + GENERATION_BATCH)) for start in range(0, n, GENERATION_BATCH)]
+
+
+def generation_batches(concept_set: ConceptSet, images_per_concept: int, retain_images_per_prompt: int) -> list[int]:
+    """How many images each `adapter.sample_latents` call makes, in order, when the training data of
+    `concept_set` is prepared (`prepare_concept_data` with `images_per_concept` for each concept:
+    its images, then its superclass images, unless given as files/arrays/latents; then
+    `prepare_retain_data` with `retain_images_per_prompt`), e.g. to size a progress bar. An empty
+    list when nothing is generated. The same batching as the preparation itself (`_chunks`)."""
+    sizes: list[int] = []
+    for c in concept_set.concepts:
+        given = (c.latents is not None or bool(c.images), c.superclass_latents is not None or bool(c.superclass_images))
+        for has_images in given:
+            if not has_images:
+                sizes += [len(r) for r in _chunks(images_per_concept)]
+    if concept_set.retain_prompts and retain_images_per_prompt > 0:
+        sizes += [len(r) for r in _chunks(len(concept_set.retain_prompts) * retain_images_per_prompt)]
+    return sizes
+
+
 def _generate(adapter, prompts: list[str], n: int, seed: int, negative_prompt: str | None, steps: int,
-              guidance: float, batch: int = 64) -> torch.Tensor:
+              guidance: float) -> torch.Tensor:
     out = []
-    for start in range(0, n, batch):
-        idx = list(range(start, min(n, start + batch)))
+    for idx in _chunks(n):
         out.append(adapter.sample_latents([prompts[i % len(prompts)] for i in idx], [seed + i for i in idx],
                                           negative_prompt=negative_prompt, steps=steps, guidance_scale=guidance))
     return torch.cat(out)
@@ -87,9 +112,8 @@ def prepare_retain_data(adapter, prompts: list[str], images_per_prompt: int, see
     if not prompts or images_per_prompt <= 0:
         return None
     expanded = [p for p in prompts for _ in range(images_per_prompt)]
-    latents = torch.cat([
-        adapter.sample_latents(expanded[i:i + 64], [seed + 7 + k for k in range(i, min(len(expanded), i + 64))],
-                               steps=steps, guidance_scale=guidance)
-        for i in range(0, len(expanded), 64)])
+    latents = torch.cat([adapter.sample_latents([expanded[k] for k in idx], [seed + 7 + k for k in idx],
+                                                steps=steps, guidance_scale=guidance)
+                         for idx in _chunks(len(expanded))])
     cond = adapter.encode_prompts(prompts).repeat_interleave(images_per_prompt, 0)
     return RetainData(latents, cond)
