@@ -6,8 +6,11 @@
    random-weight SD1.5 checkpoint and few steps); it saves the edit as a LoRA.
 3. Load the result with the stock loaders as the README says: LoraLoader lists ComfyUI's
    `output/loras/`, so the file is found as `unlearned/<prefix>_00001_.safetensors` without copying.
-4. Sample the erased concept and a retained prompt with the same seed, with and without the LoRA:
-   the erased prompt's sample changes, the retained prompt's stays as it was (within tolerance).
+4. Sample the erased concept and a retained prompt with the same seed: through the reloaded LoRA
+   they equal the workflow's own unlearned model's samples, the erased prompt's differs from the
+   base model's, and Compare Model Weights finds changes only in the diffusion model's
+   cross-attention (none in the text encoder). The tiny checkpoint has random weights, so whether a
+   retained prompt samples as before is printed here and measured on the toy model (bench unet).
 
     COMFYUI_PATH=... COMFYUI_PYTHON=... python -m pytest tests/test_comfyui_user_journey.py
 """
@@ -15,6 +18,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +32,7 @@ pytestmark = [pytest.mark.comfyui, pytest.mark.slow]
 
 sys.path.insert(0, str(HELPERS))
 import e2e_support as e2e  # noqa: E402
+from client import text_output  # noqa: E402
 
 COMFYUI_PATH, COMFYUI_PYTHON = e2e.comfyui_or_skip("the user-journey test")
 pytest.importorskip("requests")
@@ -35,9 +40,7 @@ torch = pytest.importorskip("torch")
 
 CKPT = "tiny_sd15.safetensors"
 TIMEOUT = 1800
-#: What "unchanged" means for the retained prompt: its sample moves by at most this fraction of
-#: how far the erased prompt's sample moves (same seed, same model, LoRA on vs off).
-RETAINED_TO_ERASED_CHANGE = 0.5
+CROSS_ATTENTION = re.compile(r"^diffusion_model\..*\.attn2\.(to_q|to_k|to_v|to_out\.0)\.(weight|bias)$")
 
 
 def test_install_as_the_readme_says_erase_save_reload_and_compare(tmp_path):
@@ -63,9 +66,16 @@ def test_install_as_the_readme_says_erase_save_reload_and_compare(tmp_path):
     retained_prompt = concept_set["retain_prompts"].splitlines()[0]
     _shrink(workflow)
 
+    unlearn = next(nid for nid, n in workflow.items() if n["class_type"] == "DynamicMaskUnlearn")
+    # beside the workflow's own before/after samples: the unlearned MODEL's samples of the erased and a
+    # retained prompt, to compare with what the saved file gives after reloading
+    for which, prompt in (("erased", erased_prompt), ("retained", retained_prompt)):
+        nodes = e2e.sample(f"journey_graph_{which}", [unlearn, 0], ["1", 1], f"graph_{which}", steps=4, seed=11)
+        nodes[f"graph_{which}_pos"]["inputs"]["text"] = prompt
+        workflow.update(nodes)
+
     with e2e.comfy_server(COMFYUI_PYTHON, COMFYUI_PATH, base, TIMEOUT) as server:
-        # the pack loaded from the clone, not from anywhere else
-        assert "DynamicMaskUnlearn" in server.object_info()
+        assert "DynamicMaskUnlearn" in server.object_info()  # the pack loaded from the clone
         e2e.assert_ok(server.run(workflow))
         saved = sorted((base / "output" / "loras").rglob("*.safetensors"))
         assert [p.relative_to(base / "output" / "loras").as_posix() for p in saved] == \
@@ -77,22 +87,35 @@ def test_install_as_the_readme_says_erase_save_reload_and_compare(tmp_path):
 
         graph = {**e2e.loader("1", CKPT),
                  "2": {"class_type": "LoraLoader", "inputs": {"model": ["1", 0], "clip": ["1", 1], "lora_name": lora_name,
-                                                             "strength_model": 1.0, "strength_clip": 1.0}}}
-        for tag, model, clip in (("base", ["1", 0], ["1", 1]), ("edit", ["2", 0], ["2", 1])):
+                                                             "strength_model": 1.0, "strength_clip": 1.0}},
+                 "3": {"class_type": "CompareModelWeights", "inputs": {"model_a": ["1", 0], "model_b": ["2", 0],
+                                                                       "clip_a": ["1", 1], "clip_b": ["2", 1]}}}
+        for tag, model, clip in (("base", ["1", 0], ["1", 1]), ("reloaded", ["2", 0], ["2", 1])):
             for which, prompt in (("erased", erased_prompt), ("retained", retained_prompt)):
                 nodes = e2e.sample(f"journey_{tag}_{which}", model, clip, f"{tag}_{which}", steps=4, seed=11)
                 nodes[f"{tag}_{which}_pos"]["inputs"]["text"] = prompt
                 graph.update(nodes)
-        e2e.assert_ok(server.run(graph))
+        entry = e2e.assert_ok(server.run(graph))
+        report = json.loads(text_output(entry, "3"))
 
     latent = {k: e2e.saved_latent(base, f"journey_{k}") for k in
-              ("base_erased", "edit_erased", "base_retained", "edit_retained")}
-    erased_change = float((latent["edit_erased"] - latent["base_erased"]).abs().max())
-    retained_change = float((latent["edit_retained"] - latent["base_retained"]).abs().max())
-    print(f"user journey: erased prompt's sample moved {erased_change:.4g}, retained prompt's {retained_change:.4g}")
+              ("base_erased", "base_retained", "graph_erased", "graph_retained", "reloaded_erased", "reloaded_retained")}
+    # the reloaded file is the edit the workflow made (exact: rank >= every edited matrix's smaller side)
+    for which in ("erased", "retained"):
+        err = float((latent[f"reloaded_{which}"] - latent[f"graph_{which}"]).abs().max())
+        assert err <= 1e-4 * max(1.0, float(latent[f"graph_{which}"].abs().max())), (which, err)
+    # it acts on the erased prompt ...
+    erased_change = float((latent["reloaded_erased"] - latent["base_erased"]).abs().max())
     assert erased_change > 1e-3 * float(latent["base_erased"].abs().max()), "the saved edit does not act"
-    assert retained_change <= RETAINED_TO_ERASED_CHANGE * erased_change, \
-        f"the retained prompt moved {retained_change:.4g}, the erased one {erased_change:.4g}"
+    # ... and only through the layers the method edits: cross-attention of the diffusion model, no text encoder
+    changed = report["model"]["changed"]
+    assert changed and all(CROSS_ATTENTION.match(k) for k in changed), sorted(changed)[:5]
+    assert report["clip"]["changed"] == {}
+    # A random-weight model has no concepts to keep apart, so this is reported, not asserted: whether
+    # retained prompts sample as before is measured on the toy model (bench unet, retained accuracy).
+    retained_change = float((latent["reloaded_retained"] - latent["base_retained"]).abs().max())
+    print(f"user journey: {len(changed)} cross-attention tensors changed; erased prompt's sample moved "
+          f"{erased_change:.4g}, retained prompt's {retained_change:.4g} (random-weight model)")
 
 
 def _shrink(api: dict) -> None:
@@ -106,6 +129,8 @@ def _shrink(api: dict) -> None:
         elif kind == "KSampler":
             inputs["steps"] = 2
         elif kind == "DynamicMaskUnlearn":
-            inputs.update(steps_per_concept=12, learning_rate=1e-3, batch_size=1, images_per_concept=2,
+            inputs.update(steps_per_concept=6, learning_rate=1e-3, batch_size=1, images_per_concept=2,
                           retain_images_per_prompt=1, sampling_steps=2, resolution=64, mask_warmup_steps=2,
-                          mask_update_interval=4)
+                          mask_update_interval=2)
+        elif kind == "SaveUnlearnedModel":
+            inputs["lora_rank"] = 320  # full rank of the tiny model's edited matrices: the file is the exact edit
