@@ -20,6 +20,7 @@ from .comfy_bridge import effective_deltas
 from .comfy_types import CATEGORY, history_of
 from .patch_files import patch_file_tensors
 from .reporting import redact_history
+from .save_paths import check_filename_prefix
 
 FORMATS = ["checkpoint", "lora", "diff"]
 
@@ -78,11 +79,10 @@ class SaveUnlearnedModel(io.ComfyNode):
     @classmethod
     def execute(cls, model, format, filename_prefix, lora_rank, hash_concept_names, embed_workflow, clip=None,
                 vae=None) -> io.NodeOutput:
+        filename_prefix = check_filename_prefix(filename_prefix)  # before any work: a bad name fails at once
         history = history_of(model) + (history_of(clip.patcher) if clip is not None else [])
         info = {"library": "unlearn_core", "library_version": __version__, "format": format,
                 "history": redact_history(history, hash_concept_names)}
-        if not filename_prefix.strip() or os.path.isabs(filename_prefix) or ".." in filename_prefix.split("/"):
-            raise ValueError(f"filename_prefix {filename_prefix!r} must be a relative name such as 'unlearned/model'")
         metadata = {METADATA_KEY: json.dumps(info)}
         if embed_workflow and not hash_concept_names:
             if cls.hidden.prompt is not None:
