@@ -113,3 +113,11 @@ def test_shipped_examples_load():
     for f in files:
         cs = ConceptSet.load(f)
         assert cs.names and all(c.prompts for c in cs.concepts)
+
+
+def test_concept_set_error_type_reads_as_its_import_name():
+    """ComfyUI shows `__module__.__qualname__` as the error type; imported through the pack the module
+    name would be a file-system path."""
+    from unlearn_core.concept_set import ConceptSetError
+
+    assert f"{ConceptSetError.__module__}.{ConceptSetError.__qualname__}" == "unlearn_core.concept_set.ConceptSetError"

@@ -32,6 +32,10 @@ DEFAULT_TEMPLATES = ("a {}", "a photo of a {}", "a drawing of a {}")
 class ConceptSetError(ValueError):
     """A concept set that cannot be used; the message says what to change."""
 
+    # ComfyUI shows an error's type as `__module__.__qualname__`, and imports a node pack under a
+    # module name made from its folder path: the stable import name reads better than the path.
+    __module__ = "unlearn_core.concept_set"
+
 
 @dataclass
 class Concept:
