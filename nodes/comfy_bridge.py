@@ -49,6 +49,9 @@ from ..unlearn_core.protocol import eps_from_prediction
 class BridgeError(ValueError):
     """A MODEL/CLIP/VAE this bridge cannot train on; the message says why."""
 
+    # shown by ComfyUI as the error's type: the pack's name instead of its folder path (see ConceptSetError)
+    __module__ = "comfyui-concept-unlearn"
+
 
 @contextlib.contextmanager
 def training_mode():
@@ -185,6 +188,29 @@ class ComfyDenoiserAdapter:
                 self._prompt_cache[p] = cond[0]
             rows.append(self._prompt_cache[p])
         return torch.stack(rows)
+
+    def _first_chunk_ids(self, prompt: str) -> list[int]:
+        """The ids of the first 77-token chunk of `prompt` as CLIP.tokenize gives them (padded)."""
+        tokens = self.clip.tokenize(prompt)
+        chunks = tokens[next(iter(tokens))] if isinstance(tokens, dict) else tokens
+        return [int(t[0]) if isinstance(t[0], int) else -1 for t in chunks[0]]
+
+    def prompt_token_ids(self, prompts: list[str]) -> list[list[int]]:
+        """Each prompt's first chunk from its start token through its end token (without padding);
+        the end token is the one the empty prompt has after its start token."""
+        end = self._first_chunk_ids("")[1]
+        out = []
+        for p in prompts:
+            ids = self._first_chunk_ids(p)
+            stop = ids.index(end, 1) + 1 if end in ids[1:] else len(ids)
+            out.append(ids[:stop])
+        return out
+
+    def token_embeddings(self, prompts: list[str], length: int | None = None) -> torch.Tensor:
+        """The token rows of `encode_prompts` (no ADM rows), the first `length` of them."""
+        cond = self.encode_prompts(prompts)
+        rows = cond.shape[1] - (self.adm.rows if self.adm is not None else 0)
+        return cond[:, :rows if length is None else max(1, min(int(length), rows))]
 
     # ---- denoiser ---------------------------------------------------------------------------
     def _raw(self, x_t, t, cond, weights=None):

@@ -26,6 +26,17 @@ class DenoiserAdapter(Protocol):
     def encode_prompts(self, prompts: list[str]) -> torch.Tensor:
         """Conditioning for the denoiser (frozen text encoder), one row per prompt."""
 
+    def prompt_token_ids(self, prompts: list[str]) -> list[list[int]]:
+        """Each prompt's token ids as `encode_prompts` encodes them, from the start token through the
+        end token, without padding (token i is row i of the prompt's conditioning). Used by the
+        closed-form edit to find a concept's words."""
+
+    def token_embeddings(self, prompts: list[str], length: int | None = None) -> torch.Tensor:
+        """The text encoder's output at the token positions only [B, L, D]: the rows of
+        `encode_prompts` that the cross-attention keys and values see (no extra conditioning rows),
+        the first `length` of them (all with None). A causal text encoder gives the first positions
+        exactly when run on them alone, so a short `length` costs less."""
+
     def predict_noise(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor,
                       weights: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """The model's noise prediction (eps) for noised latents x_t at integer timesteps t.

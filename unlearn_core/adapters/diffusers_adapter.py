@@ -59,6 +59,19 @@ class DiffusersAdapter:
                              truncation=True, return_tensors="pt").input_ids.to(self.device)
         return self.text_encoder(ids)[0].to(self.dtype)
 
+    def prompt_token_ids(self, prompts: list[str]) -> list[list[int]]:
+        tok = self.tokenizer(list(prompts), max_length=self.tokenizer.model_max_length, truncation=True)
+        return [list(ids) for ids in tok.input_ids]
+
+    @torch.no_grad()
+    def token_embeddings(self, prompts: list[str], length: int | None = None) -> torch.Tensor:
+        """`encode_prompts`'s rows 0..length-1, computed on those positions only (CLIP is causal)."""
+        ids = self.tokenizer(list(prompts), padding="max_length", max_length=self.tokenizer.model_max_length,
+                             truncation=True, return_tensors="pt").input_ids.to(self.device)
+        if length is not None:
+            ids = ids[:, :max(1, int(length))]
+        return self.text_encoder(ids)[0].to(self.dtype)
+
     # ---- denoiser ---------------------------------------------------------------------------
     def _raw(self, x_t, t, cond, weights):
         if weights:
