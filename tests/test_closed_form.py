@@ -174,3 +174,39 @@ def test_erases_a_toy_object_and_keeps_a_retained_one(toy_pipe, adapter, classif
     assert before["star"] >= 0.6, before  # the base model draws stars
     assert after["star"] <= 0.5 * before["star"], (before, after)
     assert after["heart"] >= before["heart"] - 0.2, (before, after)
+
+# ---- the command line ---------------------------------------------------------------------------
+@pytest.mark.toy
+def test_cli_forget_closed_form_writes_the_unet_output_folder(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from unlearn_core.weights_io import load_delta, read_metadata
+
+    cs = tmp_path / "set.yaml"
+    ConceptSet([Concept("star", "symbol"), Concept("circle", "round shape")], ["a heart"]).save(cs)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "unlearn_core.cli", "forget", "--method", "closed-form", "--concepts", str(cs),
+           "--output", str(out), "--lora-rank", "4"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "closed form" in r.stdout
+    assert {"unlearned.diff.safetensors", "unlearned_lora.safetensors", "model", "report.json"} <= \
+        {p.name for p in out.iterdir()}
+    meta = read_metadata(out / "unlearned.diff.safetensors")
+    assert meta["method"] == "closed_form" and meta["config"] == {"method": "closed_form", **ClosedFormConfig().to_dict()}
+    assert [c["name"] for c in meta["concepts"]] == ["star", "circle"]
+    deltas = load_delta(out / "unlearned.diff.safetensors")
+    assert deltas and all(k.endswith(("attn2.to_k.weight", "attn2.to_v.weight")) for k in deltas)
+    report = json.loads((out / "report.json").read_text())
+    assert report["train_steps"] == 0 and [row["concept"] for row in report["stats"]] == ["star", "circle"]
+    from unlearn_core.research.toyworld.assets import load_toy_pipeline
+
+    merged = load_toy_pipeline(out / "model")  # the merged model is a loadable diffusers folder with the edit
+    name = next(iter(deltas))
+    base = load_toy_pipeline()
+    assert torch.allclose(dict(merged.unet.named_parameters())[name],
+                          dict(base.unet.named_parameters())[name] + deltas[name], atol=1e-6)
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 2 and "already exists" in again.stderr

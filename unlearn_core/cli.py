@@ -267,6 +267,27 @@ def cmd_forget_text_encoder(args, concept_set) -> int:
     return 0
 
 
+def cmd_forget_closed_form(args, concept_set) -> int:
+    """forget --method closed-form: the closed-form key/value edit (`unlearn_core.closed_form`, its default
+    settings; one solve, no training) written to the same output folder as the other UNet methods."""
+    from .adapters.diffusers_adapter import DiffusersAdapter, load_pipeline
+    from .closed_form import closed_form_edit
+    from .forget import write_unlearned_folder
+
+    out = Path(args.output)
+    if out.exists() and not args.overwrite:
+        raise FileExistsError(f"output folder {out} already exists; choose another or pass --overwrite")
+    pipe = load_pipeline(_model_dir(args))
+    result = closed_form_edit(DiffusersAdapter(pipe), concept_set)
+    lora_rank = args.lora_rank if args.lora_rank is not None else UNET_LORA_RANK
+    write_unlearned_folder(pipe, result, out, lora_rank, save_merged=not args.no_merged, overwrite=args.overwrite,
+                           hash_concept_names=args.hash_concept_names)
+    for note in result.notes:
+        print(f"note: {note}")
+    print(f"erased {', '.join(c['name'] for c in result.concepts)} in {result.seconds:.1f}s (closed form); wrote {out}")
+    return 0
+
+
 def cmd_forget(args) -> int:
     from .concept_set import ConceptSet
     from .forget import forget
@@ -274,6 +295,8 @@ def cmd_forget(args) -> int:
     concept_set = ConceptSet.load(args.concepts, check_files=not args.images)
     if args.method == "text-encoder":
         return cmd_forget_text_encoder(args, concept_set)
+    if args.method == "closed-form":
+        return cmd_forget_closed_form(args, concept_set)
     if args.images:
         _attach_images(concept_set, args.images)
     cfg = unet_config_from_args(args)
@@ -394,9 +417,11 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--output", required=True, help="output folder (must not exist unless --overwrite)")
     f.add_argument("--method", default="dynamic-mask",
                    choices=["dynamic-mask", "dynamic-mask-robust", "paper-code", "salun", "finetune", "esd-x", "esd-u",
-                            "text-encoder"],
+                            "closed-form", "text-encoder"],
                    help="UNet methods (dynamic-mask-robust: every layer + soft-prompt adversarial training, "
-                        "resists learned-token and soft-prompt attacks at a cost in retention and time), or "
+                        "resists learned-token and soft-prompt attacks at a cost in retention and time; closed-form: "
+                        "one least-squares edit of the cross-attention keys and values, seconds, no training, "
+                        "ClosedFormConfig's defaults), or "
                         "text-encoder (few-shot TI + LoRA on the final text-encoder layers)")
     f.add_argument("--images", default=None,
                    help="folder of example images: for one concept, or one sub-folder per concept name")
