@@ -175,6 +175,51 @@ def test_erases_a_toy_object_and_keeps_a_retained_one(toy_pipe, adapter, classif
     assert after["star"] <= 0.5 * before["star"], (before, after)
     assert after["heart"] >= before["heart"] - 0.2, (before, after)
 
+# ---- warm start of the Dynamic Mask trainer ---------------------------------------------------
+class _FirstWeights:
+    """An adapter that records the weights of the first noise prediction made with weights."""
+
+    def __init__(self, adapter):
+        self._adapter, self.first = adapter, None
+
+    def __getattr__(self, name):
+        return getattr(self._adapter, name)
+
+    def predict_noise(self, x_t, t, cond, weights=None):
+        if weights and self.first is None:
+            self.first = {n: w.detach().clone() for n, w in weights.items()}
+        return self._adapter.predict_noise(x_t, t, cond, weights)
+
+
+def test_warm_start_begins_training_at_the_closed_form_edit(adapter):
+    from unlearn_core.masks import MaskConfig
+    from unlearn_core.training_data import prepare_concept_data
+    from unlearn_core.unet_unlearning import UnetUnlearnConfig, unlearn_unet
+
+    cs = ConceptSet([Concept("star", "symbol", templates=["a {}"])])
+    data = [prepare_concept_data(adapter, cs.concepts[0], 2, seed=0, steps=2)]
+    cfg = UnetUnlearnConfig(steps_per_concept=1, batch_size=1, lr=1e-3, images_per_concept=2,
+                            retain_images_per_prompt=0, mask=MaskConfig(warmup_steps=1, update_interval=1),
+                            warm_start="closed_form")
+    spy = _FirstWeights(adapter)
+    result = unlearn_unet(spy, cs, cfg, data=data)
+    edit = closed_form_edit(adapter, cs)
+    base = adapter.denoiser_weights()
+    assert set(spy.first) == set(result.deltas) and set(edit.deltas) < set(spy.first)
+    for name, w in spy.first.items():
+        expected = base[name] + edit.deltas.get(name, torch.zeros_like(w))
+        assert torch.allclose(w, expected, atol=1e-6), name
+    assert any("warm start" in n for n in result.notes)
+    # default: from the input model
+    spy = _FirstWeights(adapter)
+    unlearn_unet(spy, cs, dataclasses.replace(cfg, warm_start="none"), data=data)
+    assert all(torch.equal(w, base[n]) for n, w in spy.first.items())
+    with pytest.raises(ValueError, match="does not train"):
+        unlearn_unet(adapter, cs, dataclasses.replace(cfg, target="non_cross_attention"), data=data)
+    with pytest.raises(ValueError, match="warm_start must be"):
+        dataclasses.replace(cfg, warm_start="uce").validate()
+
+
 # ---- the command line ---------------------------------------------------------------------------
 @pytest.mark.toy
 def test_cli_forget_closed_form_writes_the_unet_output_folder(tmp_path):

@@ -55,6 +55,10 @@ class UnetUnlearnConfig:
     adversarial_interval: int = 0
     adversarial_steps: int = 10
     adversarial_lr: float = 5e-2
+    # Where training starts: "none" (the input model) or "closed_form" (the closed-form key/value
+    # edit of unlearn_core.closed_form with its defaults, then trained further; the target must
+    # include the cross-attention keys and values).
+    warm_start: str = "none"
 
     def validate(self) -> None:
         if self.mode not in ("sequential", "simultaneous"):
@@ -68,6 +72,8 @@ class UnetUnlearnConfig:
         if self.adversarial_interval < 0 or self.adversarial_steps < 1 or not self.adversarial_lr > 0:
             raise ValueError("adversarial_interval must be >= 0 (0 = off), adversarial_steps >= 1 and "
                              "adversarial_lr > 0")
+        if self.warm_start not in ("none", "closed_form"):
+            raise ValueError(f"warm_start must be 'none' or 'closed_form', not {self.warm_start!r}")
         self.mask.validate()
         self.loss.validate()
 
@@ -164,6 +170,8 @@ def unlearn_unet(adapter, concept_set: ConceptSet, config: UnetUnlearnConfig | N
     gen = torch.Generator().manual_seed(config.seed)
     sampler = _Step(adapter, gen, config.batch_size)
     deltas = {n: torch.zeros_like(base_targets[n], dtype=torch.float32) for n in names}
+    if config.warm_start == "closed_form":
+        deltas.update(closed_form_warm_start(adapter, concept_set, names, notes))
     for d in deltas.values():
         d.requires_grad_(True)
     needs_uncond = config.loss.kind == "esd" or (config.loss.preserve_unconditional and config.loss.distillation_weight > 0)
@@ -280,6 +288,21 @@ def unlearn_unet(adapter, concept_set: ConceptSet, config: UnetUnlearnConfig | N
         retain_prompts=list(concept_set.retain_prompts), base_model_hash=base_hash,
         seconds=time.time() - t_start, seconds_data=seconds_data, train_steps=train_steps, notes=notes,
     )
+
+
+def closed_form_warm_start(adapter, concept_set: ConceptSet, names: list[str], notes: list[str]) -> dict[str, torch.Tensor]:
+    """The closed-form key/value edit (`unlearn_core.closed_form`, default settings) as the starting
+    deltas of a run whose target includes those weights."""
+    from .closed_form import closed_form_edit
+
+    edit = closed_form_edit(adapter, concept_set)
+    outside = sorted(set(edit.deltas) - set(names))
+    if outside:
+        raise ValueError(f"warm_start 'closed_form' edits the cross-attention keys and values, which this target "
+                         f"does not train (e.g. {outside[0]!r}); use a target that includes them, such as "
+                         f"'cross_attention'")
+    notes.append(f"warm start: the closed-form edit ({edit.seconds:.1f}s)")
+    return {n: d.to(torch.float32).clone() for n, d in edit.deltas.items()}
 
 
 def superclass_target(adapter, x_t, t, superclass_cond, concept_cond, loss: ConceptAwareLossConfig,
