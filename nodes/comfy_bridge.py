@@ -52,6 +52,9 @@ class BridgeError(ValueError):
     # shown by ComfyUI as the error's type: the pack's name instead of its folder path (see ConceptSetError)
     __module__ = "comfyui-concept-unlearn"
 
+    # shown by ComfyUI as the error's type: the pack's name instead of its folder path (see ConceptSetError)
+    __module__ = "comfyui-concept-unlearn"
+
 
 @contextlib.contextmanager
 def training_mode():

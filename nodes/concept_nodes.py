@@ -62,11 +62,14 @@ class LoadConceptSet(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, concepts=None, retain_prompts=None, templates=None, **_):
+    def validate_inputs(cls, concepts=None):
+        """The concept lines, checked before the graph runs. Only `concepts` is taken: ComfyUI
+        repeats a validation message once per input this method takes; the templates and retain
+        prompts are checked when the node runs."""
         if concepts is None:  # linked from another node: checked when it runs
             return True
         try:
-            parse_concept_set(concepts, retain_prompts or "", templates or "")
+            parse_concept_set(concepts)
         except ConceptSetError as exc:
             return str(exc)
         return True

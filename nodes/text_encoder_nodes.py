@@ -7,7 +7,7 @@ import time
 import torch
 from comfy_api.latest import io
 
-from ..unlearn_core.text_encoder_unlearning import TextEncoderForgetConfig, forget_text_encoder
+from ..unlearn_core.text_encoder_unlearning import TextEncoderForgetConfig, forget_text_encoder, planned_steps
 from .comfy_bridge import (BridgeError, ComfyClipTextAdapter, ComfyDenoiserAdapter, out_of_place_clip_layers,
                            single_text_encoder_name, training_mode)
 from .comfy_types import CATEGORY, ConceptSetType, record
@@ -102,6 +102,7 @@ class FewShotTextEncoderForget(io.ComfyNode):
                                  tooltip="Half the textual-inversion steps (ti_steps and the adversarial rounds) at "
                                          "twice the images per step: the same images seen in less time."),
             ],
+            hidden=[io.Hidden.unique_id],  # the node's id, for its progress text
             outputs=[
                 io.Clip.Output(display_name="clip", tooltip="A copy of the CLIP with the concept forgotten "
                                                             "(weight patches over the input)."),
@@ -131,7 +132,8 @@ class FewShotTextEncoderForget(io.ComfyNode):
                                   "of each concept (connect 'images' or 'latents' on Load Concept Set)")
         t0 = time.time()
         with training_mode():
-            progress = Progress(0)
+            progress = Progress(0, planned_steps(config, len(concept_set.concepts)), node_id=cls.hidden.unique_id)
+            progress.phase("preparing the model (copying weights, encoding the example images)")
             unet = ComfyDenoiserAdapter(model, clip, vae, resolution=resolution, should_cancel=should_cancel)
             text = ComfyClipTextAdapter(clip, device=unet.device)
             cs = with_denoiser_latents(concept_set, unet)

@@ -14,7 +14,7 @@ from ..unlearn_core.layer_selection import TARGETS, select_weights
 from ..unlearn_core.losses import ConceptAwareLossConfig
 from ..unlearn_core.masks import MaskConfig
 from ..unlearn_core.training_data import generation_batches
-from ..unlearn_core.unet_unlearning import UnetUnlearnConfig, unlearn_unet
+from ..unlearn_core.unet_unlearning import UnetUnlearnConfig, planned_steps, unlearn_unet
 from .comfy_bridge import ComfyDenoiserAdapter, patched_model, training_mode
 from .comfy_types import CATEGORY, ConceptSetType, UnlearnLossType, record
 from .progress import Progress, should_cancel
@@ -108,6 +108,7 @@ class DynamicMaskUnlearn(io.ComfyNode):
                 io.Vae.Input("vae", optional=True,
                              tooltip="Needed only when the concept set carries example images (to encode them)."),
             ],
+            hidden=[io.Hidden.unique_id],  # the node's id, for its progress text
             outputs=[
                 io.Model.Output(display_name="model", tooltip="A copy of the model with the concepts erased "
                                                               "(weight patches over the input)."),
@@ -134,7 +135,9 @@ class DynamicMaskUnlearn(io.ComfyNode):
         t0 = time.time()
         with training_mode():
             sample_batch = 4
-            progress = Progress(data_sampler_steps(concept_set, config, sample_batch))
+            progress = Progress(data_sampler_steps(concept_set, config, sample_batch),
+                                planned_steps(config, len(concept_set.concepts)), node_id=cls.hidden.unique_id)
+            progress.phase("preparing the model (copying the trained weights, encoding prompts)")
             adapter = ComfyDenoiserAdapter(model, clip, vae, resolution=resolution, sample_batch=sample_batch,
                                            should_cancel=should_cancel, on_sample_step=progress.sample_step)
             names = select_weights(adapter.module_types(), config.target)

@@ -192,6 +192,37 @@ def test_unlearn_untouched_input_and_targeted_layers(unlearn_run, scratch):
     assert entry["outputs"]["plot"]["images"], "no plot image"
 
 
+def test_progress_is_one_bar_with_the_phase_as_text(server, scratch):
+    """What a user watching the run sees (the websocket the frontend reads): a progress text on the
+    node at once (before any sampling), then one bar over the whole run — sampler steps of the
+    training images, then training steps, on one scale that never drops back — and a text naming
+    the phase throughout."""
+    settings = {**UNLEARN_SETTINGS, "images_per_concept": 4, "sampling_steps": 3, "seed": 5}
+    graph = {**_loader(), **_concepts(),
+             "u": {"class_type": "DynamicMaskUnlearn", "inputs": {"model": ["1", 0], "clip": ["1", 1],
+                                                                  "concept_set": ["c", 0], **settings}},
+             "report": {"class_type": "PreviewAny", "inputs": {"source": ["u", 1]}}}
+    path = scratch / "progress_graph.json"
+    path.write_text(json.dumps(graph))
+    proc = subprocess.run(["nice", "-n", "19", COMFYUI_PYTHON, str(HELPERS / "watch_progress.py"), server.url, str(path),
+                           "u"], capture_output=True, text=True, timeout=TIMEOUT, env=_env())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT "))[len("RESULT "):])
+    assert result["started"] and result["status"] == "execution_success", result
+    events = result["events"]
+    texts = [e[2] for e in events if e[1] == "text"]
+    ticks = [e[2] for e in events if e[1] == "progress"]
+    assert events[0][1] == "text" and events[0][2].startswith("preparing"), events[:3]
+    assert any(t.startswith("generating training images") for t in texts), texts
+    assert any(t.startswith("training: step") for t in texts), texts
+    # one bar: the same maximum throughout, values that never go back, ending full
+    assert len({m for _, m in ticks}) == 1, sorted({m for _, m in ticks})
+    values = [v for v, _ in ticks]
+    assert values == sorted(values) and values[-1] == ticks[-1][1]
+    # the scale covers the training images' sampler steps as well as the training steps
+    assert ticks[-1][1] > settings["steps_per_concept"] + settings["mask_warmup_steps"]
+
+
 def test_unlearn_every_layer_with_adversarial_training(server):
     """The settings of `dynamic_mask_robust` in the node: all linear/conv layers move (not only
     cross-attention) and the report says the soft-prompt attacker was played."""
@@ -296,7 +327,8 @@ def test_bad_inputs_fail_with_clear_messages(server):
     unlearn = {"u": {"class_type": "DynamicMaskUnlearn",
                      "inputs": {"model": ["1", 0], "clip": ["1", 1], "concept_set": ["c", 0], **UNLEARN_SETTINGS}}}
     body = rejected({**_loader(), **_concepts(concepts=""), **unlearn, **save})
-    assert "the concept set is empty" in body
+    errors = json.loads(body)["node_errors"]["c"]["errors"]
+    assert len(errors) == 1 and "the concept set is empty" in errors[0]["details"], errors  # not once per input
     body = rejected({**_loader(), **_concepts(concepts="cat => Cat"), **unlearn, **save})
     assert "has itself as superclass" in body
     body = rejected({**_loader(), **_concepts(concepts="cat animal"), **unlearn, **save})
@@ -313,6 +345,7 @@ def test_bad_inputs_fail_with_clear_messages(server):
     err = error_of(entry)
     assert err is not None and err["node_type"] == "FewShotTextEncoderForget"
     assert "no example images" in err["exception_message"]
+    assert err["exception_type"] == "comfyui-concept-unlearn.BridgeError"  # not the pack's folder path
 
 
 FEWSHOT_SETTINGS = {"num_layers": 2, "lora_rank": 4, "lora_alpha": 4.0, "ti_steps": 3, "ti_learning_rate": 5e-3,

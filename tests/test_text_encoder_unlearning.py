@@ -27,6 +27,7 @@ def star_set(n=5):
                       ["a circle", "a square"])
 
 
+@pytest.mark.slow
 def test_only_the_final_layers_get_the_lora_and_the_base_is_untouched(text, adapter):
     before = weights_hash(text.weights())
     result = forget_text_encoder(text, adapter, star_set(), TextEncoderForgetConfig(num_layers=2, **SHORT))
@@ -51,6 +52,7 @@ def test_clip_skip_moves_the_final_layers(toy_pipe, adapter):
         skipped.final_layer_names(skipped.num_layers)
 
 
+@pytest.mark.slow
 def test_more_layers_than_the_encoder_has_up_to_the_used_one_means_all_of_them(toy_pipe, adapter):
     skipped = ClipTextAdapter(toy_pipe.tokenizer, toy_pipe.text_encoder, clip_skip=1)
     cfg = TextEncoderForgetConfig(num_layers=skipped.num_layers, adversarial_interval=0, **SHORT)
@@ -61,6 +63,7 @@ def test_more_layers_than_the_encoder_has_up_to_the_used_one_means_all_of_them(t
     assert any("the LoRA is on all of them" in n for n in result.notes)
 
 
+@pytest.mark.slow
 def test_same_seed_same_lora(text, adapter):
     a = forget_text_encoder(text, adapter, star_set(), TextEncoderForgetConfig(**SHORT))
     b = forget_text_encoder(text, adapter, star_set(), TextEncoderForgetConfig(**SHORT))
@@ -69,6 +72,7 @@ def test_same_seed_same_lora(text, adapter):
     assert torch.equal(a.tokens["star"], b.tokens["star"])
 
 
+@pytest.mark.slow
 def test_saved_lora_reproduces_the_merged_encoder(toy_pipe, text, adapter, tmp_path):
     result = forget_text_encoder(text, adapter, star_set(), TextEncoderForgetConfig(**SHORT))
     merged = merge_text_encoder_deltas(toy_pipe, result.deltas())
@@ -105,6 +109,7 @@ def test_saved_lora_reproduces_the_merged_encoder(toy_pipe, text, adapter, tmp_p
     assert read_metadata(tmp_path / "comfy.safetensors")["concepts"] == [{"name": "star", "superclass": "symbol"}]
 
 
+@pytest.mark.slow
 def test_bad_inputs(text, adapter, tmp_path):
     with pytest.raises(ConceptSetError, match="needs 4-5 example images"):
         forget_text_encoder(text, adapter, ConceptSet([Concept("star", "symbol")]), TextEncoderForgetConfig(**SHORT))
@@ -137,6 +142,7 @@ def test_cancel(text, adapter):
     assert weights_hash(text.weights()) == before
 
 
+@pytest.mark.slow
 def test_adversarial_training_relearns_a_token_against_the_current_encoder(text, adapter):
     plain = forget_text_encoder(text, adapter, star_set(), TextEncoderForgetConfig(adversarial_interval=0, **SHORT))
     seen = []
@@ -165,6 +171,7 @@ def test_ti_loss_prompts_picks_words_and_learned_token_rows():
         TextEncoderForgetConfig(ti_loss_prompts=-1).validate()
 
 
+@pytest.mark.slow
 def test_fewer_ti_loss_prompts_still_train_and_change_the_lora(text, adapter):
     full = forget_text_encoder(text, adapter, star_set(), TextEncoderForgetConfig(adversarial_interval=0, **SHORT))
     part = forget_text_encoder(text, adapter, star_set(),
@@ -187,6 +194,7 @@ class _BatchSpy:
         return self._adapter.predict_noise(x_t, t, cond, weights)
 
 
+@pytest.mark.slow
 def test_textual_inversion_batch_sizes_are_separate_settings(text, adapter):
     spy = _BatchSpy(adapter)
     cfg = TextEncoderForgetConfig(ti_steps=3, steps=4, batch_size=2, ti_batch_size=3,
@@ -208,3 +216,19 @@ def test_fast_settings_halve_the_token_steps_and_double_their_batch():
     assert fast.ti_steps * fast.ti_batch_size == base.ti_steps * base.ti_batch_size  # same images seen
     assert fast.lr == 1e-3 and fast.steps == base.steps and base.ti_steps == 150  # the rest kept, input unchanged
     fast.validate()
+
+
+def test_fewer_than_four_examples_get_the_note_whether_given_as_images_or_latents(adapter):
+    """The ComfyUI node hands the example images over as latents; one image must get the same
+    '4-5 are recommended' note as three images given as files."""
+    from unlearn_core.concept_set import Concept
+    from unlearn_core.text_encoder_unlearning import concept_latents
+
+    for n in (1, 3):
+        notes = []
+        concept = Concept("bolt", "chevron", latents=torch.zeros(n, *adapter.latent_shape))
+        assert concept_latents(adapter, concept, "concept 'bolt'", notes).shape[0] == n
+        assert notes == [f"concept 'bolt': only {n} image(s); 4-5 are recommended"]
+    notes = []
+    concept_latents(adapter, Concept("bolt", "chevron", latents=torch.zeros(4, *adapter.latent_shape)), "c", notes)
+    assert notes == []

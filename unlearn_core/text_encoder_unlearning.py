@@ -136,12 +136,15 @@ class TextEncoderForgetResult:
 
 
 def concept_latents(unet_adapter, concept, where: str, notes: list[str]) -> torch.Tensor:
+    """The concept's example images as latents (given as latents, e.g. by the ComfyUI node, or as
+    images); a note when there are fewer than the 4-5 the method wants."""
     if concept.latents is not None:
-        return check_latents(unet_adapter, concept.latents, where)
-    if not concept.images:
+        latents = check_latents(unet_adapter, concept.latents, where)
+    elif not concept.images:
         raise ConceptSetError(f"{where}: few-shot forgetting needs 4-5 example images (or latents) of the concept; "
                               "none were given")
-    latents = user_latents(unet_adapter, concept.images, where, notes)
+    else:
+        latents = user_latents(unet_adapter, concept.images, where, notes)
     if len(latents) < 4:
         notes.append(f"{where}: only {len(latents)} image(s); 4-5 are recommended")
     return latents
@@ -186,6 +189,13 @@ def learn_token(text: ClipTextAdapter, unet_adapter, latents: torch.Tensor, step
     return v.detach(), losses
 
 
+def planned_steps(config: TextEncoderForgetConfig, n_concepts: int) -> int:
+    """How many progress steps `forget_text_encoder` reports for `n_concepts` concepts: textual
+    inversion, the LoRA steps and the adversarial token rounds."""
+    adversarial_rounds = -(-config.steps // config.adversarial_interval) if config.adversarial_interval else 0
+    return n_concepts * (config.ti_steps + config.steps + adversarial_rounds * config.adversarial_steps)
+
+
 def forget_text_encoder(text: ClipTextAdapter, unet_adapter, concept_set: ConceptSet,
                         config: TextEncoderForgetConfig | None = None,
                         progress: Callable[[int, int, dict], None] | None = None,
@@ -212,8 +222,7 @@ def forget_text_encoder(text: ClipTextAdapter, unet_adapter, concept_set: Concep
         a = torch.randn(config.lora_rank, w.shape[1], generator=gen) / np.sqrt(w.shape[1])
         lora[m] = (a.requires_grad_(True), torch.zeros(w.shape[0], config.lora_rank, requires_grad=True))
     params = [p for ab in lora.values() for p in ab]
-    adversarial_rounds = -(-config.steps // config.adversarial_interval) if config.adversarial_interval else 0
-    total = len(concept_set.concepts) * (config.ti_steps + config.steps + adversarial_rounds * config.adversarial_steps)
+    total = planned_steps(config, len(concept_set.concepts))
     stats: list[dict] = []
     done = 0
 

@@ -134,6 +134,19 @@ class _Step:
         return self.adapter.add_noise(x0, noise, t), noise, t
 
 
+def concept_phases(config: UnetUnlearnConfig, n_concepts: int) -> list[list[int]]:
+    """Which concepts are trained together: one at a time (sequential) or all at once."""
+    if config.mode == "sequential":
+        return [[i] for i in range(n_concepts)]
+    return [list(range(n_concepts))]
+
+
+def planned_steps(config: UnetUnlearnConfig, n_concepts: int) -> int:
+    """How many progress steps `unlearn_unet` reports for `n_concepts` concepts (mask warm-up included)."""
+    warmup = config.mask.warmup_steps if config.mask.needs_warmup else 0
+    return sum(config.steps_per_concept * len(p) + warmup for p in concept_phases(config, n_concepts))
+
+
 def unlearn_unet(adapter, concept_set: ConceptSet, config: UnetUnlearnConfig | None = None,
                  progress: Callable[[int, int, dict], None] | None = None,
                  should_cancel: Callable[[], bool] | None = None,
@@ -185,12 +198,8 @@ def unlearn_unet(adapter, concept_set: ConceptSet, config: UnetUnlearnConfig | N
             return None
         return {n: base_targets[n] + snapshot[n].to(base_targets[n].dtype) for n in names}
 
-    if config.mode == "sequential":
-        phases = [[i] for i in range(len(data))]
-    else:
-        phases = [list(range(len(data)))]
-    total_steps = sum(config.steps_per_concept * len(p) + (config.mask.warmup_steps if config.mask.needs_warmup else 0)
-                      for p in phases)
+    phases = concept_phases(config, len(data))
+    total_steps = planned_steps(config, len(data))
     stats: list[dict] = []
     done = 0
     train_steps = 0
