@@ -70,6 +70,7 @@ TINY = A.AttackConfig(images=3, sampling_steps=2, shots=2, token_steps=3, soft_p
                       sample_batch=2)
 
 
+@pytest.mark.slow
 def test_budgets_bound_the_work(toy_pipe, classifier, unet_passes):
     # prompt attacks: exactly `images` images (more prompts than images), sampled in chunks of sample_batch;
     # every sampler step is one pass over the chunk with and without the prompt (guidance)
@@ -89,6 +90,7 @@ def test_budgets_bound_the_work(toy_pipe, classifier, unet_passes):
     assert r.optimisation_steps == TINY.soft_prompt_steps and r.images.shape[0] == TINY.images
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("attack", A.ATTACKS)
 def test_same_seed_same_images_other_seed_other_images(toy_pipe, classifier, attack):
     a = A.run_attack(attack, toy_pipe, classifier, CONCEPT, TINY)

@@ -28,6 +28,7 @@ def test_classifier_accuracy_on_fresh_renders(classifier):
     assert acc["superclass"] >= 0.97
 
 
+@pytest.mark.slow
 def test_renders_decoded_through_the_vae_keep_their_labels(toy_pipe, classifier):
     # The ceiling the VAE puts on generated images; scoring raw [-1, 1] decoder output or
     # skipping the decode would give near-chance numbers.
@@ -65,6 +66,7 @@ def test_prompt_sets_for_toy_concepts():
         toy_prompt_sets(["pentagram"])
 
 
+@pytest.mark.slow
 def test_generation_is_seeded_per_image(toy_pipe):
     cfg = SamplingConfig(images_per_prompt=2, num_inference_steps=5, seed=11)
     a = generate(toy_pipe, ["a star", "a circle"], cfg)
@@ -74,6 +76,7 @@ def test_generation_is_seeded_per_image(toy_pipe):
     assert not np.array_equal(a[0], a[1])
 
 
+@pytest.mark.slow
 def test_distinct_seeds_give_every_image_its_own_noise(toy_pipe):
     """Image i of prompt k is drawn from seed + k * images_per_prompt + i: the circle's two images
     (prompt 1) are what seeds 13 and 14 draw with shared seeds, not what seeds 11 and 12 draw."""
@@ -85,6 +88,7 @@ def test_distinct_seeds_give_every_image_its_own_noise(toy_pipe):
     assert np.abs(distinct[2:].astype(int) - from_11.astype(int)).mean() > 5
 
 
+@pytest.mark.slow
 def test_samplers_are_swapped_in_for_sampling_and_the_pipeline_keeps_its_own(toy_pipe):
     """The default sampler is Euler ancestral; `sampler=None` is the pipeline's own scheduler (for the
     toy model DPM-Solver++, so naming it gives the same images); the pipeline's scheduler object is
@@ -108,6 +112,7 @@ def test_sampling_config_rejects_unknown_samplers_and_empty_budgets():
         SamplingConfig(num_inference_steps=0)
 
 
+@pytest.mark.slow
 def test_evaluate_end_to_end(toy_pipe, classifier, tmp_path):
     sets = [PromptSet("star", ["a star"], erased=True), PromptSet("circle", ["a circle"])]
     result, images = evaluate(toy_pipe, classifier, sets, SamplingConfig(images_per_prompt=4, num_inference_steps=10),

@@ -29,6 +29,7 @@ def data(adapter):
     return d, r
 
 
+@pytest.mark.slow
 def test_training_data_shapes(adapter, data):
     d, r = data
     assert d[0].latents.shape == (4, *adapter.latent_shape)
@@ -36,6 +37,7 @@ def test_training_data_shapes(adapter, data):
     assert d[0].cond.shape[0] == 1 and r.latents.shape[0] == 2
 
 
+@pytest.mark.slow
 def test_only_target_layers_change_and_base_is_untouched(adapter, data):
     before = weights_hash(adapter.denoiser_weights())
     result = unlearn_unet(adapter, CONCEPTS, short_config(), data=data[0], retain=data[1])
@@ -47,6 +49,7 @@ def test_only_target_layers_change_and_base_is_untouched(adapter, data):
     assert result.train_steps == 12 and len(result.stats) == 12 + 2 * 2
 
 
+@pytest.mark.slow
 def test_same_seed_same_deltas_and_other_seed_differs(adapter, data):
     a = unlearn_unet(adapter, CONCEPTS, short_config(), data=data[0], retain=data[1])
     b = unlearn_unet(adapter, CONCEPTS, short_config(), data=data[0], retain=data[1])
@@ -56,6 +59,7 @@ def test_same_seed_same_deltas_and_other_seed_differs(adapter, data):
     assert any(not torch.equal(a.deltas[n], c.deltas[n]) for n in a.deltas)
 
 
+@pytest.mark.slow
 def test_mask_density_constant_and_masked_entries_untouched(adapter, data):
     cfg = short_config(steps_per_concept=8, mask=MaskConfig(density=0.3, warmup_steps=2, update_interval=2,
                                                               turnover=0.2))
@@ -70,6 +74,7 @@ def test_mask_density_constant_and_masked_entries_untouched(adapter, data):
     assert 0.3 * total * 0.9 < nonzero < 0.75 * total
 
 
+@pytest.mark.slow
 def test_distillation_term_is_nonzero_and_changes_the_result(adapter, data):
     with_kd = unlearn_unet(adapter, CONCEPTS, short_config(), data=data[0], retain=data[1])
     without = unlearn_unet(adapter, CONCEPTS, method_config("paper_code", short_config()), data=data[0], retain=data[1])
@@ -79,6 +84,7 @@ def test_distillation_term_is_nonzero_and_changes_the_result(adapter, data):
     assert any(not torch.equal(with_kd.deltas[n], without.deltas[n]) for n in with_kd.deltas)
 
 
+@pytest.mark.slow
 def test_simultaneous_mode_and_baselines_run(adapter, data):
     for method in ("salun", "esd_x", "esd_u", "finetune"):
         cfg = method_config(method, short_config(mode="simultaneous", steps_per_concept=2))
@@ -89,6 +95,7 @@ def test_simultaneous_mode_and_baselines_run(adapter, data):
         assert all(torch.isfinite(d).all() for d in result.deltas.values())
 
 
+@pytest.mark.slow
 def test_cancel_raises_and_leaves_the_model_alone(adapter, data):
     before = weights_hash(adapter.denoiser_weights())
     calls = []
@@ -102,6 +109,7 @@ def test_cancel_raises_and_leaves_the_model_alone(adapter, data):
     assert weights_hash(adapter.denoiser_weights()) == before
 
 
+@pytest.mark.slow
 def test_v_prediction_path(toy_pipe, data):
     from unlearn_core.adapters.diffusers_adapter import DiffusersAdapter
 
@@ -136,6 +144,7 @@ def test_bad_inputs_are_rejected(adapter):
         unlearn_unet(adapter, ConceptSet([bad]), short_config())
 
 
+@pytest.mark.slow
 def test_user_images_and_latents_are_used(adapter, tmp_path):
     from PIL import Image
 
@@ -153,6 +162,7 @@ def test_user_images_and_latents_are_used(adapter, tmp_path):
     assert torch.allclose(d.latents[1:], expected, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_short_forget_run_erases_the_concept_and_keeps_a_retained_one(toy_pipe, adapter, classifier):
     """The whole method on the embedded model: erasing 'star' for a short run makes star prompts stop
     drawing stars, while 'ring' (retained) prompts still draw rings."""
@@ -172,6 +182,7 @@ def test_short_forget_run_erases_the_concept_and_keeps_a_retained_one(toy_pipe, 
     assert after.concept_accuracy["ring"] >= before.concept_accuracy["ring"] - 0.25
 
 
+@pytest.mark.slow
 def test_preserving_the_unconditional_prediction_keeps_it_closer_to_the_base(adapter, data):
     """Classifier-free guidance uses the empty prompt's prediction in every image; the distillation
     keeps it at the teacher's unless preserve_unconditional is turned off.
@@ -201,6 +212,7 @@ def test_preserving_the_unconditional_prediction_keeps_it_closer_to_the_base(ada
     assert drift(runs[True]) < 0.8 * drift(runs[False])
 
 
+@pytest.mark.slow
 def test_adversarial_training_against_soft_prompts_runs_and_changes_the_result(adapter, data):
     plain = unlearn_unet(adapter, CONCEPTS, short_config(), data=data[0], retain=data[1])
     adv = unlearn_unet(adapter, CONCEPTS, short_config(adversarial_interval=3, adversarial_steps=2),
@@ -211,6 +223,7 @@ def test_adversarial_training_against_soft_prompts_runs_and_changes_the_result(a
         short_config(adversarial_interval=-1).validate()
 
 
+@pytest.mark.slow
 def test_retained_prompts_are_held_at_the_base_model_and_earlier_concepts_at_the_teacher(adapter, data):
     """retain_reference="base": the distillation target of retained / empty prompts is the input
     model's prediction (no drift carried over from earlier concepts); concepts erased earlier stay
@@ -245,6 +258,7 @@ def test_retained_prompts_are_held_at_the_base_model_and_earlier_concepts_at_the
         ConceptAwareLossConfig(retain_reference="student").validate()
 
 
+@pytest.mark.slow
 def test_robust_method_edits_every_layer_with_adversarial_training(adapter, data):
     from unlearn_core.methods import ROBUST_DISTILLATION_WEIGHT
 
@@ -259,6 +273,7 @@ def test_robust_method_edits_every_layer_with_adversarial_training(adapter, data
     assert all(torch.isfinite(d).all() for d in result.deltas.values())
 
 
+@pytest.mark.slow
 def test_superclass_target_reference_and_guidance(adapter, data):
     """The concept-aware target: the superclass prediction of the student (the paper) or of the
     frozen teacher, steered away from the teacher's concept prediction by superclass_guidance g:
