@@ -5,6 +5,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 
 from unlearn_core.concept_set import Concept, ConceptSet
 from unlearn_core.weights_io import read_metadata
@@ -22,6 +23,8 @@ def test_unknown_concept_error_lists_known_ones(tmp_path):
     assert "unknown toy-world concept 'pentagram'" in r.stderr and "star" in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.toy
+@pytest.mark.slow
 def test_evaluate_writes_metrics_and_grid(tmp_path):
     r = run("evaluate", "--erased", "star", "--retained", "circle", "--images-per-prompt", "2", "--output", str(tmp_path / "e"))
     assert r.returncode == 0, r.stderr
@@ -31,6 +34,8 @@ def test_evaluate_writes_metrics_and_grid(tmp_path):
     assert (tmp_path / "e" / "grid.png").stat().st_size > 0
 
 
+@pytest.mark.toy
+@pytest.mark.slow
 def test_evaluate_takes_the_sampler_settings(tmp_path):
     r = run("evaluate", "--retained", "circle", "--images-per-prompt", "2", "--sampler", "pipeline", "--sampling-steps", "4",
             "--guidance", "6", "--output", str(tmp_path / "e"))
@@ -57,6 +62,7 @@ SHORT = ["--steps", "3", "--images-per-concept", "2", "--warmup", "1", "--update
          "--batch-size", "2"]
 
 
+@pytest.mark.slow
 def test_forget_writes_the_outputs_and_never_overwrites(tmp_path, toy_pipe):
     cs = tmp_path / "set.yaml"
     ConceptSet([Concept("star", "symbol", templates=["a {}"])], ["a circle"]).save(cs)
@@ -76,6 +82,8 @@ def test_forget_writes_the_outputs_and_never_overwrites(tmp_path, toy_pipe):
     assert r.returncode == 2 and "already exists" in r.stderr
 
 
+@pytest.mark.toy
+@pytest.mark.slow
 def test_interrupted_forget_writes_nothing(tmp_path):
     cs = tmp_path / "set.json"
     ConceptSet([Concept("star", "symbol", templates=["a {}"])]).save(cs)
@@ -105,6 +113,8 @@ def test_interrupted_forget_writes_nothing(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["set.json"]
 
 
+@pytest.mark.toy
+@pytest.mark.slow
 def test_demo_runs_end_to_end(tmp_path):
     out = tmp_path / "demo"
     r = run("demo", "--output", str(out), "--images-per-prompt", "2", "--steps", "5")
@@ -122,6 +132,8 @@ def test_demo_runs_end_to_end(tmp_path):
     assert "5/5 sampling the model with the edited text encoder" in r.stdout
 
 
+@pytest.mark.toy
+@pytest.mark.slow
 def test_bench_base_writes_the_result_file(tmp_path):
     path = tmp_path / "base.json"
     r = run("bench", "base", "--images-per-prompt", "1", "--styled-images-per-prompt", "1", "--sampler", "dpm_solver++",
@@ -137,6 +149,8 @@ def test_bench_base_writes_the_result_file(tmp_path):
     assert s["distinct_seeds"]  # a rate over many prompts needs more than images-per-prompt noise draws
 
 
+@pytest.mark.toy
+@pytest.mark.slow
 def test_benchmarks_load_the_model_and_classifier_they_are_given(tmp_path):
     """--model / --classifier reach every benchmark's loader: a path that does not exist is named in the error."""
     missing = tmp_path / "no_such_build"
@@ -148,6 +162,8 @@ def test_benchmarks_load_the_model_and_classifier_they_are_given(tmp_path):
     assert not (tmp_path / "x.json").exists()
 
 
+@pytest.mark.toy
+@pytest.mark.slow
 def test_bench_robustness_quick_writes_a_row_per_method_scenario_and_attack(tmp_path):
     path = tmp_path / "robustness.json"
     r = run("bench", "robustness", "--quick", "--methods", "base", "dynamic-mask", "--attacks", "words", "learned-token",
@@ -178,6 +194,7 @@ def test_bench_robustness_quick_writes_a_row_per_method_scenario_and_attack(tmp_
     assert r.returncode == 2 and "unknown attack 'jailbreak'" in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 def test_toy_train_refuses_bad_unet_step_counts(tmp_path):
     r = run("toy-train", "--unet-steps", "0", "--output", str(tmp_path / "toy"))
     assert r.returncode == 2 and "--unet-steps must be at least 1, got 0" in r.stderr
@@ -187,6 +204,8 @@ def test_toy_train_refuses_bad_unet_step_counts(tmp_path):
     assert not (tmp_path / "toy").exists()
 
 
+@pytest.mark.toy
+@pytest.mark.slow
 def test_toy_train_quick_builds_a_loadable_model(tmp_path):
     """The reproduction command end to end, with tiny budgets (the weights are useless)."""
     out = tmp_path / "toy"
@@ -220,6 +239,7 @@ def test_toy_train_quick_builds_a_loadable_model(tmp_path):
     assert scores["new"]["toy_fid"] > scores["embedded"]["toy_fid"] + 20
 
 
+@pytest.mark.slow
 def test_bench_real_size_times_both_methods_on_an_sd15_shaped_unet(tmp_path):
     out = tmp_path / "real_size.json"
     r = run("--threads", "2", "bench", "real-size", "--resolution", "64", "--steps", "1", "--output", str(out))
