@@ -7,8 +7,8 @@ import dataclasses
 from comfy_api.latest import io
 
 from ..unlearn_core.concept_set import DEFAULT_TEMPLATES, ConceptSet, ConceptSetError
-from ..unlearn_core.losses import ConceptAwareLossConfig
 from .comfy_types import CATEGORY, ConceptSetType, UnlearnLossType
+from .config_widgets import LOSS_WIDGETS
 
 
 def parse_concept_set(concepts: str, retain_prompts: str = "", templates: str = "") -> ConceptSet:
@@ -103,6 +103,7 @@ class LoadConceptSet(io.ComfyNode):
 class ConceptAwareLoss(io.ComfyNode):
     @classmethod
     def define_schema(cls):
+        w = LOSS_WIDGETS  # inputs that set a config field take its default and help from the dataclass
         return io.Schema(
             node_id="ConceptAwareLoss",
             display_name="Concept-Aware Loss",
@@ -111,37 +112,26 @@ class ConceptAwareLoss(io.ComfyNode):
                         "superclass, alignment keeps the superclass itself, distillation keeps earlier-erased "
                         "concepts erased and retained prompts unchanged.",
             inputs=[
-                io.Combo.Input("kind", options=["concept_aware", "esd"], default="concept_aware",
-                               tooltip="'concept_aware': pull the concept's prediction onto the superclass's "
-                                       "(Sculpting Memory). 'esd': negative guidance away from the concept (ESD)."),
-                io.Float.Input("alignment_weight", default=0.25, min=0.0, max=10.0, step=0.05,
-                               tooltip="Weight of the plain denoising loss on superclass images (keeps the "
-                                       "superclass intact). The paper uses 0.25."),
-                io.Float.Input("distillation_weight", default=1.0, min=0.0, max=10.0, step=0.05,
-                               tooltip="Weight of the term keeping earlier-erased concepts erased and retained "
-                                       "prompts unchanged (see retain_reference). 0 turns it off."),
-                io.Float.Input("esd_negative_guidance", default=1.0, min=0.0, max=20.0, step=0.1,
-                               tooltip="Only for kind 'esd': how far the target is pushed away from the concept."),
-                io.Boolean.Input("preserve_unconditional", default=True,
-                                 tooltip="Distillation also keeps the empty prompt's prediction unchanged. "
-                                         "Classifier-free guidance uses it in every image, so letting it drift "
-                                         "changes everything else too. Needs distillation_weight > 0."),
-                io.Combo.Input("retain_reference", options=["base", "teacher"], default="base",
-                               tooltip="What retained prompts and the empty prompt are held at. 'base': the input "
-                                       "model, so drift does not pile up over many concepts erased one after "
-                                       "another. 'teacher': the model before the current concept (the paper's "
-                                       "teacher). Concepts erased earlier are always held at the teacher."),
+                io.Combo.Input("kind", options=["concept_aware", "esd"], default=w.default("kind"),
+                               tooltip=w.tooltip("kind")),
+                io.Float.Input("alignment_weight", min=0.0, max=10.0, step=0.05, default=w.default("alignment_weight"),
+                               tooltip=w.tooltip("alignment_weight")),
+                io.Float.Input("distillation_weight", min=0.0, max=10.0, step=0.05,
+                               default=w.default("distillation_weight"), tooltip=w.tooltip("distillation_weight")),
+                io.Float.Input("esd_negative_guidance", min=0.0, max=20.0, step=0.1,
+                               default=w.default("esd_negative_guidance"), tooltip=w.tooltip("esd_negative_guidance")),
+                io.Boolean.Input("preserve_unconditional", default=w.default("preserve_unconditional"),
+                                 tooltip=w.tooltip("preserve_unconditional")),
+                io.Combo.Input("retain_reference", options=["base", "teacher"], default=w.default("retain_reference"),
+                               tooltip=w.tooltip("retain_reference")),
             ],
             outputs=[UnlearnLossType.Output(display_name="loss", tooltip="Loss settings for Dynamic Mask Unlearn.")],
         )
 
     @classmethod
     def execute(cls, kind, alignment_weight, distillation_weight, esd_negative_guidance,
-                preserve_unconditional=True, retain_reference="base") -> io.NodeOutput:
-        cfg = ConceptAwareLossConfig(kind=kind, alignment_weight=alignment_weight,
-                                     distillation_weight=distillation_weight,
-                                     esd_negative_guidance=esd_negative_guidance,
-                                     preserve_unconditional=preserve_unconditional,
-                                     retain_reference=retain_reference)
+                preserve_unconditional=LOSS_WIDGETS.default("preserve_unconditional"),
+                retain_reference=LOSS_WIDGETS.default("retain_reference")) -> io.NodeOutput:
+        cfg = LOSS_WIDGETS.build(locals())  # the widget values by input name (locals() holds the arguments)
         cfg.validate()
         return io.NodeOutput(cfg)

@@ -7,16 +7,14 @@ import time
 import torch
 from comfy_api.latest import io
 
-from ..unlearn_core.text_encoder_unlearning import TextEncoderForgetConfig, forget_text_encoder, planned_steps
+from ..unlearn_core.text_encoder_unlearning import forget_text_encoder, planned_steps
 from .comfy_bridge import (BridgeError, ComfyClipTextAdapter, ComfyDenoiserAdapter, out_of_place_clip_layers,
                            single_text_encoder_name, training_mode)
 from .comfy_types import CATEGORY, ConceptSetType, record
+from .config_widgets import TEXT_ENCODER_WIDGETS
 from .progress import Progress, should_cancel
 from .reporting import plot_stats
 from .unet_nodes import with_denoiser_latents
-
-# the node's defaults are the library's, so the two cannot drift apart
-DEFAULTS = TextEncoderForgetConfig()
 
 
 def text_encoder_report(result, clip_name: str, used_layer: int) -> str:
@@ -46,6 +44,7 @@ def text_encoder_report(result, clip_name: str, used_layer: int) -> str:
 class FewShotTextEncoderForget(io.ComfyNode):
     @classmethod
     def define_schema(cls):
+        w = TEXT_ENCODER_WIDGETS  # inputs that set a config field take its default and help from the dataclass
         return io.Schema(
             node_id="FewShotTextEncoderForget",
             display_name="Few-Shot Text Encoder Forget",
@@ -62,41 +61,34 @@ class FewShotTextEncoderForget(io.ComfyNode):
                 io.Vae.Input("vae", tooltip="The VAE (frozen), used to encode the example images."),
                 ConceptSetType.Input("concept_set", tooltip="Concepts with 4-5 example images each "
                                                             "(Load Concept Set with 'images' connected)."),
-                io.Int.Input("num_layers", default=DEFAULTS.num_layers, min=1, max=48,
-                             tooltip="How many final encoder layers (up to the conditioning layer) get the LoRA; "
-                                     "an encoder with fewer gets all of its layers."),
-                io.Int.Input("lora_rank", default=DEFAULTS.lora_rank, min=1, max=256, tooltip="Rank of the LoRA."),
-                io.Float.Input("lora_alpha", default=DEFAULTS.lora_alpha, min=0.01, max=1024.0, step=0.5,
-                               tooltip="LoRA scale numerator (scale = alpha / rank)."),
-                io.Int.Input("ti_steps", default=DEFAULTS.ti_steps, min=0, max=10000,
-                             tooltip="Textual-inversion steps learning the concept's token from the images."),
-                io.Float.Input("ti_learning_rate", default=DEFAULTS.ti_lr, min=1e-7, max=1.0, step=1e-4, round=False,
-                               tooltip="Learning rate of the textual inversion."),
-                io.Int.Input("steps", default=DEFAULTS.steps, min=1, max=100000,
-                             tooltip="LoRA training steps per concept."),
-                io.Float.Input("learning_rate", default=DEFAULTS.lr, min=1e-8, max=1.0, step=1e-4, round=False,
-                               tooltip="Learning rate of the LoRA."),
-                io.Int.Input("batch_size", default=DEFAULTS.batch_size, min=1, max=64,
-                             tooltip="Prompts per LoRA step (each with a word prompt and a learned-token "
-                                     "prompt)."),
-                io.Float.Input("forget_weight", default=DEFAULTS.forget_weight, min=0.0, max=100.0, step=0.1,
-                               tooltip="Weight of the embedding-space term mapping the concept onto the superclass."),
-                io.Float.Input("ti_weight", default=DEFAULTS.ti_weight, min=0.0, max=100.0, step=0.1,
-                               tooltip="Weight of the noise-space term on the example images (the UNet's "
-                                       "prediction under the concept is pulled onto the superclass's)."),
-                io.Float.Input("preserve_weight", default=DEFAULTS.preserve_weight, min=0.0, max=100.0, step=0.1,
-                               tooltip="Weight of the term keeping retained prompts' encodings unchanged."),
-                io.Boolean.Input("include_learned_token", default=DEFAULTS.include_learned_token,
-                                 tooltip="Also forget the learned token (resists textual-inversion recovery)."),
-                io.Int.Input("adversarial_interval", default=DEFAULTS.adversarial_interval, min=0,
-                             max=10000,
-                             tooltip="Every N LoRA steps, re-learn an attacker's token against the encoder as it "
-                                     "is now and forget that too (adversarial training against textual-inversion "
-                                     "recovery; costs extra steps). 0 = off."),
+                io.Int.Input("num_layers", min=1, max=48, default=w.default("num_layers"),
+                             tooltip=w.tooltip("num_layers")),
+                io.Int.Input("lora_rank", min=1, max=256, default=w.default("lora_rank"),
+                             tooltip=w.tooltip("lora_rank")),
+                io.Float.Input("lora_alpha", min=0.01, max=1024.0, step=0.5, default=w.default("lora_alpha"),
+                               tooltip=w.tooltip("lora_alpha")),
+                io.Int.Input("ti_steps", min=0, max=10000, default=w.default("ti_steps"),
+                             tooltip=w.tooltip("ti_steps")),
+                io.Float.Input("ti_learning_rate", min=1e-7, max=1.0, step=1e-4, round=False,
+                               default=w.default("ti_learning_rate"), tooltip=w.tooltip("ti_learning_rate")),
+                io.Int.Input("steps", min=1, max=100000, default=w.default("steps"), tooltip=w.tooltip("steps")),
+                io.Float.Input("learning_rate", min=1e-8, max=1.0, step=1e-4, round=False,
+                               default=w.default("learning_rate"), tooltip=w.tooltip("learning_rate")),
+                io.Int.Input("batch_size", min=1, max=64, default=w.default("batch_size"),
+                             tooltip=w.tooltip("batch_size")),
+                io.Float.Input("forget_weight", min=0.0, max=100.0, step=0.1, default=w.default("forget_weight"),
+                               tooltip=w.tooltip("forget_weight")),
+                io.Float.Input("ti_weight", min=0.0, max=100.0, step=0.1, default=w.default("ti_weight"),
+                               tooltip=w.tooltip("ti_weight")),
+                io.Float.Input("preserve_weight", min=0.0, max=100.0, step=0.1, default=w.default("preserve_weight"),
+                               tooltip=w.tooltip("preserve_weight")),
+                io.Boolean.Input("include_learned_token", default=w.default("include_learned_token"),
+                                 tooltip=w.tooltip("include_learned_token")),
+                io.Int.Input("adversarial_interval", min=0, max=10000, default=w.default("adversarial_interval"),
+                             tooltip=w.tooltip("adversarial_interval")),
                 io.Int.Input("resolution", default=512, min=64, max=2048, step=64,
                              tooltip="Side in pixels the example images are resized (centre crop) to."),
-                io.Int.Input("seed", default=DEFAULTS.seed, min=0, max=2**31 - 1,
-                             tooltip="Seed of the run (reproducible)."),
+                io.Int.Input("seed", min=0, max=2**31 - 1, default=w.default("seed"), tooltip=w.tooltip("seed")),
                 # last and optional, so graphs saved before it existed still load and validate
                 io.Boolean.Input("fast", default=False, optional=True,
                                  tooltip="Half the textual-inversion steps (ti_steps and the adversarial rounds) at "
@@ -115,12 +107,8 @@ class FewShotTextEncoderForget(io.ComfyNode):
     def execute(cls, clip, model, vae, concept_set, num_layers, lora_rank, lora_alpha, ti_steps, ti_learning_rate,
                 steps, learning_rate, batch_size, forget_weight, ti_weight, preserve_weight, include_learned_token,
                 adversarial_interval, resolution, seed, fast=False) -> io.NodeOutput:
-        config = TextEncoderForgetConfig(num_layers=num_layers, lora_rank=lora_rank, lora_alpha=lora_alpha,
-                                         ti_steps=ti_steps, ti_lr=ti_learning_rate, steps=steps, lr=learning_rate,
-                                         batch_size=batch_size, forget_weight=forget_weight, ti_weight=ti_weight,
-                                         preserve_weight=preserve_weight,
-                                         include_learned_token=include_learned_token,
-                                         adversarial_interval=adversarial_interval, seed=seed)
+        # the widget values by input name (locals() holds exactly the arguments here)
+        config = TEXT_ENCODER_WIDGETS.build(locals())
         if fast:
             config = config.fast()
         config.validate()

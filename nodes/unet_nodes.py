@@ -12,11 +12,11 @@ from comfy_api.latest import io
 from ..unlearn_core.concept_set import ConceptSet
 from ..unlearn_core.layer_selection import TARGETS, select_weights
 from ..unlearn_core.losses import ConceptAwareLossConfig
-from ..unlearn_core.masks import MaskConfig
 from ..unlearn_core.training_data import generation_batches
 from ..unlearn_core.unet_unlearning import UnetUnlearnConfig, planned_steps, unlearn_unet
 from .comfy_bridge import ComfyDenoiserAdapter, patched_model, training_mode
 from .comfy_types import CATEGORY, ConceptSetType, UnlearnLossType, record
+from .config_widgets import UNET_WIDGETS
 from .progress import Progress, should_cancel
 from .reporting import plot_stats, unet_report
 
@@ -45,6 +45,7 @@ def data_sampler_steps(cs: ConceptSet, cfg: UnetUnlearnConfig, sample_batch: int
 class DynamicMaskUnlearn(io.ComfyNode):
     @classmethod
     def define_schema(cls):
+        w = UNET_WIDGETS  # inputs that set a config field take its default and help from the dataclass
         return io.Schema(
             node_id="DynamicMaskUnlearn",
             display_name="Dynamic Mask Unlearn (UNet)",
@@ -58,50 +59,40 @@ class DynamicMaskUnlearn(io.ComfyNode):
                                               "(for SDXL both encoders and the pooled output, as CLIP Text "
                                               "Encode does)."),
                 ConceptSetType.Input("concept_set", tooltip="What to forget and what to keep (Load Concept Set)."),
-                io.Combo.Input("target", options=list(TARGETS), default="cross_attention",
-                               tooltip="Which weights are edited: cross-attention projections (the paper), all "
-                                       "attention, all linear/conv layers, or everything except cross-attention."),
-                io.Combo.Input("mode", options=["sequential", "simultaneous"], default="sequential",
-                               tooltip="Sequential erases the concepts one after another (a mask, optimizer and "
-                                       "teacher per concept); simultaneous erases them together."),
-                io.Int.Input("steps_per_concept", default=500, min=1, max=100000,
-                             tooltip="Training steps per concept (the paper: ~500)."),
-                io.Float.Input("learning_rate", default=3e-6, min=1e-9, max=1e-1, step=1e-7, round=False,
-                               tooltip="Adam learning rate of the weight edits (the paper: 3e-6)."),
-                io.Int.Input("batch_size", default=2, min=1, max=64, tooltip="Images per training step."),
-                io.Int.Input("images_per_concept", default=100, min=1, max=10000,
-                             tooltip="Training images generated per concept and per superclass (if no images "
-                                     "are given). The paper uses 100."),
-                io.Int.Input("retain_images_per_prompt", default=4, min=0, max=1000,
-                             tooltip="Images generated per retain prompt for the distillation term."),
-                io.Int.Input("sampling_steps", default=20, min=1, max=200,
-                             tooltip="DDIM steps used to generate the training images."),
-                io.Float.Input("sampling_cfg", default=5.0, min=0.0, max=30.0, step=0.5,
-                               tooltip="Classifier-free guidance scale used to generate the training images."),
+                io.Combo.Input("target", options=list(TARGETS), default=w.default("target"),
+                               tooltip=w.tooltip("target")),
+                io.Combo.Input("mode", options=["sequential", "simultaneous"], default=w.default("mode"),
+                               tooltip=w.tooltip("mode")),
+                io.Int.Input("steps_per_concept", min=1, max=100000, default=w.default("steps_per_concept"),
+                             tooltip=w.tooltip("steps_per_concept")),
+                io.Float.Input("learning_rate", min=1e-9, max=1e-1, step=1e-7, round=False,
+                               default=w.default("learning_rate"), tooltip=w.tooltip("learning_rate")),
+                io.Int.Input("batch_size", min=1, max=64, default=w.default("batch_size"),
+                             tooltip=w.tooltip("batch_size")),
+                io.Int.Input("images_per_concept", min=1, max=10000, default=w.default("images_per_concept"),
+                             tooltip=w.tooltip("images_per_concept")),
+                io.Int.Input("retain_images_per_prompt", min=0, max=1000, default=w.default("retain_images_per_prompt"),
+                             tooltip=w.tooltip("retain_images_per_prompt")),
+                io.Int.Input("sampling_steps", min=1, max=200, default=w.default("sampling_steps"),
+                             tooltip=w.tooltip("sampling_steps")),
+                io.Float.Input("sampling_cfg", min=0.0, max=30.0, step=0.5, default=w.default("sampling_cfg"),
+                               tooltip=w.tooltip("sampling_cfg")),
                 io.Int.Input("resolution", default=512, min=64, max=2048, step=64,
                              tooltip="Side of the generated training images in pixels (512 for SD1.x, 768 for "
                                      "SD2.x 768-v, 1024 for SDXL, whose size conditioning uses it too)."),
-                io.Combo.Input("mask", options=["dynamic", "static", "none"], default="dynamic",
-                               tooltip="Dynamic: per-matrix top-|gradient| mask, pruned and regrown during "
-                                       "training. Static: one global SalUn-style mask. None: train every entry."),
-                io.Float.Input("mask_density", default=0.5, min=0.01, max=1.0, step=0.01,
-                               tooltip="Fraction of each target matrix that is trainable."),
-                io.Int.Input("mask_warmup_steps", default=50, min=0, max=10000,
-                             tooltip="Steps that only accumulate gradients to build the first mask."),
-                io.Int.Input("mask_update_interval", default=100, min=1, max=100000,
-                             tooltip="Prune-and-regrow the mask every this many steps."),
-                io.Float.Input("mask_turnover", default=0.2, min=0.0, max=0.99, step=0.01,
-                               tooltip="Initial fraction of active entries swapped at each mask update "
-                                       "(decays to 0 by a cosine)."),
-                io.Int.Input("adversarial_interval", default=0, min=0, max=100000,
-                             tooltip="Adversarial training against prompt-recovery attacks: every this many steps, "
-                                     "optimise an attacker's soft prompt that brings the concept back from the "
-                                     "current model, and erase the concept under it too. 0 = off. On the toy "
-                                     "world, every 10 steps with target 'all_linear_conv', a tenth of the "
-                                     "learning rate and distillation 3 stopped the learned-token and soft-prompt "
-                                     "attacks, at a cost in retention and ~2x time (README, Robustness)."),
-                io.Int.Input("seed", default=0, min=0, max=2**31 - 1,
-                             tooltip="Seed of the training images, noise and timesteps (runs are reproducible)."),
+                io.Combo.Input("mask", options=["dynamic", "static", "none"], default=w.default("mask"),
+                               tooltip=w.tooltip("mask")),
+                io.Float.Input("mask_density", min=0.01, max=1.0, step=0.01, default=w.default("mask_density"),
+                               tooltip=w.tooltip("mask_density")),
+                io.Int.Input("mask_warmup_steps", min=0, max=10000, default=w.default("mask_warmup_steps"),
+                             tooltip=w.tooltip("mask_warmup_steps")),
+                io.Int.Input("mask_update_interval", min=1, max=100000, default=w.default("mask_update_interval"),
+                             tooltip=w.tooltip("mask_update_interval")),
+                io.Float.Input("mask_turnover", min=0.0, max=0.99, step=0.01, default=w.default("mask_turnover"),
+                               tooltip=w.tooltip("mask_turnover")),
+                io.Int.Input("adversarial_interval", min=0, max=100000, default=w.default("adversarial_interval"),
+                             tooltip=w.tooltip("adversarial_interval")),
+                io.Int.Input("seed", min=0, max=2**31 - 1, default=w.default("seed"), tooltip=w.tooltip("seed")),
                 UnlearnLossType.Input("loss", optional=True,
                                       tooltip="Loss weights (Concept-Aware Loss node); paper defaults if not "
                                               "connected."),
@@ -122,14 +113,9 @@ class DynamicMaskUnlearn(io.ComfyNode):
                 images_per_concept, retain_images_per_prompt, sampling_steps, sampling_cfg, resolution, mask,
                 mask_density, mask_warmup_steps, mask_update_interval, mask_turnover, adversarial_interval, seed,
                 loss=None, vae=None) -> io.NodeOutput:
-        config = UnetUnlearnConfig(
-            target=target, mode=mode, steps_per_concept=steps_per_concept, batch_size=batch_size,
-            lr=learning_rate, images_per_concept=images_per_concept,
-            retain_images_per_prompt=retain_images_per_prompt, sampling_steps=sampling_steps,
-            sampling_guidance=sampling_cfg, seed=seed, adversarial_interval=adversarial_interval,
-            mask=MaskConfig(kind=mask, density=mask_density, warmup_steps=mask_warmup_steps,
-                            update_interval=mask_update_interval, turnover=mask_turnover),
-            loss=dataclasses.replace(loss) if loss is not None else ConceptAwareLossConfig())
+        # the widget values by input name (locals() holds exactly the arguments here)
+        config = UNET_WIDGETS.build(locals(), loss=dataclasses.replace(loss) if loss is not None
+                                    else ConceptAwareLossConfig())
         config.validate()
         concept_set.validate(check_files=True)
         t0 = time.time()

@@ -254,18 +254,17 @@ def test_bench_real_size_times_both_methods_on_an_sd15_shaped_unet(tmp_path):
 
 
 def test_forget_options_for_the_robust_method_reach_the_config():
-    from unlearn_core.cli import TOY_PRESET, unet_config_from_args, build_parser
+    from unlearn_core.cli import unet_config_from_args, build_parser
+    from unlearn_core.configs import UnetUnlearnConfig
     from unlearn_core.methods import ROBUST_LR_SCALE
 
     def config(*flags):
-        raw = ["forget", "--concepts", "c.yaml", "--output", "o", *flags]
-        args = build_parser().parse_args(raw)
-        args.target_given = "--target" in raw
-        return unet_config_from_args(args)
+        return unet_config_from_args(build_parser().parse_args(["forget", "--concepts", "c.yaml", "--output", "o",
+                                                                *flags]))
 
     robust = config("--method", "dynamic-mask-robust")
     assert robust.target == "all_linear_conv" and robust.adversarial_interval == 10
-    assert robust.lr == TOY_PRESET["lr"] * ROBUST_LR_SCALE and robust.loss.distillation_weight == 3.0
+    assert robust.lr == UnetUnlearnConfig.toy().lr * ROBUST_LR_SCALE and robust.loss.distillation_weight == 3.0
     explicit = config("--method", "dynamic-mask-robust", "--lr", "0.002", "--distillation-weight", "0.5",
                       "--adversarial-interval", "0", "--target", "attention")
     assert (explicit.lr, explicit.loss.distillation_weight, explicit.adversarial_interval, explicit.target) == \
@@ -287,3 +286,77 @@ def test_forget_fast_flag_reaches_the_text_encoder_config():
     assert (fast.ti_steps, fast.ti_batch_size) == (default.ti_steps // 2, 2 * default.ti_batch_size)
     assert (fast.adversarial_steps, fast.adversarial_batch_size, fast.adversarial_interval) == \
         (default.adversarial_steps // 2, 2 * default.adversarial_batch_size, 10)
+
+
+def _forget(*flags):
+    from unlearn_core.cli import build_parser
+
+    return build_parser().parse_args(["forget", "--concepts", "c.yaml", "--output", "o", *flags])
+
+
+def test_forget_defaults_are_the_config_dataclasses():
+    """No flag given: the paper's settings with --model, the toy settings without, for every method (the
+    method's own changes on top); the text-encoder method gets TextEncoderForgetConfig's defaults."""
+    from unlearn_core.cli import text_encoder_config_from_args, unet_config_from_args
+    from unlearn_core.configs import TextEncoderForgetConfig, UnetUnlearnConfig
+    from unlearn_core.methods import ROBUST_LR_SCALE, method_config
+
+    for method in ("dynamic-mask", "dynamic-mask-robust", "paper-code", "salun", "finetune", "esd-x", "esd-u"):
+        for model, base in ((["--model", "m"], UnetUnlearnConfig()), ([], UnetUnlearnConfig.toy())):
+            expected = method_config(method.replace("-", "_"), base)
+            if method == "dynamic-mask-robust":
+                expected.lr *= ROBUST_LR_SCALE
+            assert unet_config_from_args(_forget("--method", method, *model)) == expected, (method, model)
+    assert unet_config_from_args(_forget("--model", "m")) == method_config("dynamic_mask", UnetUnlearnConfig())
+    assert text_encoder_config_from_args(_forget("--method", "text-encoder")) == TextEncoderForgetConfig()
+
+
+def test_forget_flags_set_the_config_fields_they_name():
+    from unlearn_core.cli import UNET_FLAGS, text_encoder_config_from_args, unet_config_from_args
+    from unlearn_core.config_help import value_of
+
+    values = {"mode": "simultaneous", "target": "attention", "steps": 7, "batch_size": 3, "lr": 0.002,
+              "images_per_concept": 9, "density": 0.3, "warmup": 4, "update_interval": 6, "turnover": 0.1,
+              "alignment_weight": 0.7, "distillation_weight": 0.5, "adversarial_interval": 5, "seed": 11}
+    assert set(values) == set(UNET_FLAGS)
+    flags = [x for dest, v in values.items() for x in (f"--{dest.replace('_', '-')}", str(v))]
+    for model in (["--model", "m"], []):
+        cfg = unet_config_from_args(_forget(*flags, *model))
+        assert {dest: value_of(cfg, path) for dest, path in UNET_FLAGS.items()} == values
+    te = text_encoder_config_from_args(_forget("--method", "text-encoder", "--te-layers", "2", "--clip-skip", "1",
+                                               "--steps", "9", "--adversarial-interval", "3", "--lora-rank", "16",
+                                               "--seed", "4"))
+    assert (te.num_layers, te.clip_skip, te.steps, te.adversarial_interval, te.lora_rank, te.lora_alpha, te.seed) == \
+        (2, 1, 9, 3, 16, 16.0, 4)
+
+
+def test_forget_help_shows_every_default():
+    """Each option of `forget --help` that has a default states it, taken from the config dataclasses."""
+    import re
+
+    from unlearn_core.cli import UNET_FLAGS
+    from unlearn_core.config_help import default_of, value_of
+    from unlearn_core.configs import TextEncoderForgetConfig, UnetUnlearnConfig
+
+    r = run("forget", "--help", timeout=120)
+    assert r.returncode == 0, r.stderr
+    options = {}
+    for block in re.split(r"\n(?=  -)", r.stdout.split("options:", 1)[1]):
+        words = block.split()
+        if words:
+            options[words[0].rstrip(",")] = " ".join(words)
+
+    def fmt(v):
+        return f"{v:g}" if isinstance(v, float) else str(v)
+
+    for dest, path in UNET_FLAGS.items():
+        paper, toy = value_of(UnetUnlearnConfig(), path), value_of(UnetUnlearnConfig.toy(), path)
+        shown = fmt(paper) if paper == toy else f"{fmt(paper)} with --model, {fmt(toy)} on the embedded toy model"
+        assert f"(default: {shown}" in options[f"--{dest.replace('_', '-')}"], dest
+    for flag, field in (("--te-layers", "num_layers"), ("--clip-skip", "clip_skip"), ("--steps", "steps"),
+                        ("--adversarial-interval", "adversarial_interval"), ("--lora-rank", "lora_rank")):
+        assert f"(default: {fmt(default_of(TextEncoderForgetConfig, field))}" in options[flag], flag
+    assert "3e-06 with --model, 0.001 on the embedded toy model; x0.1 for dynamic-mask-robust" in options["--lr"]
+    assert "(default: 1; 3 for dynamic-mask-robust; 0 for paper-code)" in options["--distillation-weight"]
+    without_default = {"-h", "--concepts", "--output", "--images", "--fast", "--no-merged", "--overwrite"}
+    assert [o for o, text in options.items() if o not in without_default and "default:" not in text] == []

@@ -172,3 +172,107 @@ def test_before_after_grid_layout_puts_the_before_half_where_documented():
     assert np.array_equal(grid[HEADER_HEIGHT:, LABEL_WIDTH:LABEL_WIDTH + half.shape[1]], half)
     right = grid[HEADER_HEIGHT:, LABEL_WIDTH + half.shape[1] + HALF_GAP:]
     assert np.array_equal(right, np.asarray(image_grid(after, 3, scale=1)))
+
+
+# ---- node inputs that set config fields ------------------------------------------------------
+CONFIG_NODES = {"DynamicMaskUnlearn": "unet_nodes.py", "ConceptAwareLoss": "concept_nodes.py",
+                "FewShotTextEncoderForget": "text_encoder_nodes.py"}
+
+
+def _config_widgets():
+    """nodes/config_widgets.py, imported as part of the pack (it has no comfy imports)."""
+    pack = _import_root("concept_unlearn_pack_config_widgets")
+    return importlib.import_module(f"{pack.__name__}.nodes.config_widgets")
+
+
+def _node_class(node_id: str) -> ast.ClassDef:
+    tree = ast.parse((REPO / "nodes" / CONFIG_NODES[node_id]).read_text())
+    for cls in tree.body:
+        if isinstance(cls, ast.ClassDef) and any(isinstance(k, ast.keyword) and k.arg == "node_id"
+                                                 and getattr(k.value, "value", None) == node_id
+                                                 for k in ast.walk(cls)):
+            return cls
+    raise AssertionError(f"no class defines node {node_id}")
+
+
+def _method(cls: ast.ClassDef, name: str) -> ast.FunctionDef:
+    return next(f for f in cls.body if isinstance(f, ast.FunctionDef) and f.name == name)
+
+
+def test_node_inputs_that_set_config_fields_take_the_dataclass_default_and_tooltip():
+    """Each such input passes `default=<table>.default("<input>")` and `tooltip=<table>.tooltip("<input>")`,
+    where the table (nodes/config_widgets.py) maps it to a config field and answers that field's
+    dataclass default and help text; no input named like a config field is left out of the table,
+    and `execute` takes every input the table builds the config from."""
+    import dataclasses
+
+    from unlearn_core.config_help import field_paths
+
+    cw = _config_widgets()
+    for node_id, table in cw.NODE_WIDGETS.items():
+        cls = _node_class(node_id)
+        schema = _method(cls, "define_schema")
+        aliases = {t.id: a.value.id for a in ast.walk(schema) if isinstance(a, ast.Assign)
+                   for t in a.targets if isinstance(t, ast.Name) and isinstance(a.value, ast.Name)}
+        inputs = {}
+        for call in ast.walk(schema):
+            if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and call.func.attr == "Input" \
+                    and call.args and isinstance(call.args[0], ast.Constant):
+                inputs[call.args[0].value] = {k.arg: k.value for k in call.keywords}
+        paths = field_paths(table.config)
+        default_config = table.config()
+        assert set(table.fields) <= set(inputs), f"{node_id}: table names no input {set(table.fields) - set(inputs)}"
+        for name, path in table.fields.items():
+            assert path in paths, f"{node_id}.{name}: {path!r} is no field of {table.config.__name__}"
+            *parents, last = path.split(".")
+            holder = default_config
+            for p in parents:
+                holder = getattr(holder, p)
+            field = next(f for f in dataclasses.fields(holder) if f.name == last)
+            assert table.default(name) == getattr(holder, last), f"{node_id}.{name}"
+            assert table.tooltip(name) == field.metadata["help"], f"{node_id}.{name}"
+            for keyword in ("default", "tooltip"):
+                value = inputs[name].get(keyword)
+                assert isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute), \
+                    f"{node_id}.{name}: {keyword}= is not taken from the config table"
+                assert value.func.attr == keyword and [a.value for a in value.args] == [name], f"{node_id}.{name}"
+                receiver = value.func.value.id
+                assert getattr(cw, aliases.get(receiver, receiver)) is table, f"{node_id}.{name}: wrong table"
+        top_level = {p for p in paths if "." not in p}  # not `mask`/`loss`: nested configs come over sockets
+        unmapped = [n for n in inputs if n in top_level and n not in table.fields]
+        assert unmapped == [], f"{node_id}: inputs named like config fields but not in the table: {unmapped}"
+        execute_args = {a.arg for a in _method(cls, "execute").args.args}
+        assert set(table.fields) <= execute_args, f"{node_id}: execute lacks {set(table.fields) - execute_args}"
+
+
+def test_config_widget_tables_build_the_configs_the_nodes_built_before():
+    from unlearn_core.configs import ConceptAwareLossConfig, MaskConfig, TextEncoderForgetConfig, UnetUnlearnConfig
+
+    cw = _config_widgets()
+    values = {"target": "attention", "mode": "simultaneous", "steps_per_concept": 7, "learning_rate": 1e-4,
+              "batch_size": 3, "images_per_concept": 9, "retain_images_per_prompt": 2, "sampling_steps": 11,
+              "sampling_cfg": 4.5, "resolution": 256, "mask": "static", "mask_density": 0.3, "mask_warmup_steps": 4,
+              "mask_update_interval": 6, "mask_turnover": 0.1, "adversarial_interval": 5, "seed": 8, "cls": None}
+    loss = ConceptAwareLossConfig(alignment_weight=0.5)
+    # built by the widget table's class, so compare field by field with the explicit construction
+    expected = UnetUnlearnConfig(target="attention", mode="simultaneous", steps_per_concept=7, batch_size=3, lr=1e-4,
+                                 images_per_concept=9, retain_images_per_prompt=2, sampling_steps=11,
+                                 sampling_guidance=4.5, seed=8, adversarial_interval=5,
+                                 mask=MaskConfig(kind="static", density=0.3, warmup_steps=4, update_interval=6,
+                                                 turnover=0.1), loss=loss)
+    assert cw.UNET_WIDGETS.build(values, loss=loss).to_dict() == expected.to_dict()
+    te = cw.TEXT_ENCODER_WIDGETS.build({"num_layers": 2, "lora_rank": 8, "lora_alpha": 8.0, "ti_steps": 5,
+                                        "ti_learning_rate": 1e-2, "steps": 6, "learning_rate": 1e-3, "batch_size": 2,
+                                        "forget_weight": 0.5, "ti_weight": 0.0, "preserve_weight": 1.0,
+                                        "include_learned_token": False, "adversarial_interval": 0, "seed": 3})
+    assert vars(te) == vars(TextEncoderForgetConfig(num_layers=2, lora_rank=8, lora_alpha=8.0, ti_steps=5, ti_lr=1e-2,
+                                                    steps=6, lr=1e-3, batch_size=2, forget_weight=0.5, ti_weight=0.0,
+                                                    preserve_weight=1.0, include_learned_token=False,
+                                                    adversarial_interval=0, seed=3))
+    lc = cw.LOSS_WIDGETS.build({"kind": "esd", "alignment_weight": 0.1, "distillation_weight": 2.0,
+                                "esd_negative_guidance": 3.0, "preserve_unconditional": False,
+                                "retain_reference": "teacher"})
+    assert vars(lc) == vars(ConceptAwareLossConfig(kind="esd", alignment_weight=0.1, distillation_weight=2.0,
+                                                   esd_negative_guidance=3.0, preserve_unconditional=False,
+                                                   retain_reference="teacher"))
+

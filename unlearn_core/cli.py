@@ -165,43 +165,42 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-# Defaults of `forget`: the paper's settings for SD-size models; on the embedded toy model
-# (no --model), the settings the toy benchmark uses. Explicit flags override either.
-SD_PRESET = {"steps": 500, "batch_size": 2, "lr": 3e-6, "images_per_concept": 100, "warmup": 50, "update_interval": 100,
-             "alignment_weight": 0.25}
-# the `bench unet` settings (alignment 0: see UnetBenchConfig.alignment_weight)
-TOY_PRESET = {"steps": 100, "batch_size": 4, "lr": 1e-3, "images_per_concept": 32, "warmup": 20, "update_interval": 25,
-              "alignment_weight": 0.0}
+# `forget` flags (argparse dest) -> the config field each sets, with dots into nested configs. Their
+# defaults and help come from the config dataclasses (unlearn_core.configs): UnetUnlearnConfig() is the
+# paper's settings for SD-size models (with --model), UnetUnlearnConfig.toy() those for the embedded toy
+# model (without). A flag left out keeps that default, or what the method sets.
+UNET_FLAGS = {"mode": "mode", "target": "target", "steps": "steps_per_concept", "batch_size": "batch_size",
+              "lr": "lr", "images_per_concept": "images_per_concept", "density": "mask.density",
+              "warmup": "mask.warmup_steps", "update_interval": "mask.update_interval", "turnover": "mask.turnover",
+              "alignment_weight": "loss.alignment_weight", "distillation_weight": "loss.distillation_weight",
+              "adversarial_interval": "adversarial_interval", "seed": "seed"}
+# ... and for --method text-encoder (--lora-rank also sets lora_alpha = rank, see text_encoder_config_from_args)
+TEXT_ENCODER_FLAGS = {"te_layers": "num_layers", "clip_skip": "clip_skip", "steps": "steps",
+                      "adversarial_interval": "adversarial_interval", "lora_rank": "lora_rank", "seed": "seed"}
+#: rank of the LoRA file `forget` extracts from a UNet edit when --lora-rank is not given
+UNET_LORA_RANK = 8
+
+
+def _set_flags(cfg, args, flags: dict[str, str]):
+    from .config_help import set_value
+
+    for dest, path in flags.items():
+        value = getattr(args, dest)
+        if value is not None:
+            set_value(cfg, path, value)
+    return cfg
 
 
 def unet_config_from_args(args):
-    from .losses import ConceptAwareLossConfig
-    from .masks import MaskConfig
+    from .configs import UnetUnlearnConfig
     from .methods import ROBUST_LR_SCALE, method_config
-    from .unet_unlearning import UnetUnlearnConfig
 
-    preset = dict(TOY_PRESET if args.model is None else SD_PRESET)
-    if args.method == "dynamic-mask-robust":
-        preset["lr"] *= ROBUST_LR_SCALE
-    for key in preset:
-        if getattr(args, key) is not None:
-            preset[key] = getattr(args, key)
-    base = UnetUnlearnConfig(
-        target=args.target, mode=args.mode, steps_per_concept=preset["steps"], batch_size=preset["batch_size"],
-        lr=preset["lr"], images_per_concept=preset["images_per_concept"], seed=args.seed,
-        mask=MaskConfig(density=args.density, warmup_steps=preset["warmup"], update_interval=preset["update_interval"],
-                        turnover=args.turnover),
-        loss=ConceptAwareLossConfig(alignment_weight=preset["alignment_weight"]),
-    )
+    base = UnetUnlearnConfig() if args.model is not None else UnetUnlearnConfig.toy()
     cfg = method_config(args.method.replace("-", "_"), base)
-    # explicit flags win over what the method sets
-    if args.target_given and (args.method.startswith("esd") or args.method == "dynamic-mask-robust"):
-        cfg.target = args.target
-    if args.distillation_weight is not None:
-        cfg.loss.distillation_weight = args.distillation_weight
-    if args.adversarial_interval is not None:
-        cfg.adversarial_interval = args.adversarial_interval
-    return cfg
+    if args.method == "dynamic-mask-robust":
+        cfg.lr *= ROBUST_LR_SCALE
+    # explicit flags win over the defaults and over what the method sets
+    return _set_flags(cfg, args, UNET_FLAGS)
 
 
 def _attach_images(concept_set, folder: str | None):
@@ -230,14 +229,11 @@ def _attach_images(concept_set, folder: str | None):
 
 
 def text_encoder_config_from_args(args):
-    from .text_encoder_unlearning import TextEncoderForgetConfig
+    from .configs import TextEncoderForgetConfig
 
-    cfg = TextEncoderForgetConfig(lora_rank=args.lora_rank, lora_alpha=float(args.lora_rank),
-                                  clip_skip=args.clip_skip, seed=args.seed,
-                                  **({"num_layers": args.te_layers} if args.te_layers is not None else {}),
-                                  **({"steps": args.steps} if args.steps is not None else {}),
-                                  **({"adversarial_interval": args.adversarial_interval}
-                                     if args.adversarial_interval is not None else {}))
+    cfg = _set_flags(TextEncoderForgetConfig(), args, TEXT_ENCODER_FLAGS)
+    if args.lora_rank is not None:
+        cfg.lora_alpha = float(args.lora_rank)  # alpha = rank: the LoRA's scale stays 1, as with the defaults
     return cfg.fast() if args.fast else cfg
 
 
@@ -256,7 +252,7 @@ def cmd_forget_text_encoder(args, concept_set) -> int:
     pipe = load_pipeline(_model_dir(args))
     cfg = text_encoder_config_from_args(args)
     bar = ProgressReporter("forgetting", fields=("concept", "stage", "loss"))
-    result = forget_text_encoder(ClipTextAdapter(pipe.tokenizer, pipe.text_encoder, clip_skip=args.clip_skip),
+    result = forget_text_encoder(ClipTextAdapter(pipe.tokenizer, pipe.text_encoder, clip_skip=cfg.clip_skip),
                                  DiffusersAdapter(pipe), concept_set, cfg, progress=bar)
     bar.close()
     write_text_encoder_folder(pipe, result, out, overwrite=args.overwrite, hash_concept_names=args.hash_concept_names)
@@ -301,7 +297,8 @@ def cmd_forget(args) -> int:
         _attach_images(concept_set, args.images)
     cfg = unet_config_from_args(args)
     bar = ProgressReporter("unlearning", fields=("concept", "loss"))
-    result = forget(_model_dir(args), concept_set, cfg, args.output, lora_rank=args.lora_rank,
+    lora_rank = args.lora_rank if args.lora_rank is not None else UNET_LORA_RANK
+    result = forget(_model_dir(args), concept_set, cfg, args.output, lora_rank=lora_rank,
                     save_merged=not args.no_merged, overwrite=args.overwrite, progress=bar,
                     hash_concept_names=args.hash_concept_names)
     bar.close()
@@ -398,6 +395,39 @@ def _sampler_settings(args) -> dict:
     return sampler_settings(_sampling_config(args))
 
 
+def _fmt(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _with_default(help_text: str, default: str) -> str:
+    # argparse %-formats help strings
+    return f"{help_text.rstrip('.')} (default: {default}).".replace("%", "%%")
+
+
+def _unet_flag_help(path: str, extra: str = "") -> str:
+    """The help of the UnetUnlearnConfig field at `path` with its default: one value, or the paper's
+    (with --model) and the toy model's, then the methods that set another value."""
+    from .config_help import help_of, value_of
+    from .configs import UnetUnlearnConfig
+    from .methods import METHODS, method_config
+
+    paper, toy = value_of(UnetUnlearnConfig(), path), value_of(UnetUnlearnConfig.toy(), path)
+    default = _fmt(paper) if paper == toy else f"{_fmt(paper)} with --model, {_fmt(toy)} on the embedded toy model"
+    for method in METHODS:
+        value = value_of(method_config(method, UnetUnlearnConfig()), path)
+        if value != paper:
+            default += f"; {_fmt(value)} for {method.replace('_', '-')}"
+    return _with_default(help_of(UnetUnlearnConfig, path), default + extra)
+
+
+def _te_flag_help(path: str, extra: str = "") -> str:
+    """The help of the TextEncoderForgetConfig field at `path` with its default."""
+    from .config_help import default_of, help_of
+    from .configs import TextEncoderForgetConfig
+
+    return _with_default(help_of(TextEncoderForgetConfig, path), _fmt(default_of(TextEncoderForgetConfig, path)) + extra)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="concept-unlearn", description="Concept unlearning for text-to-image diffusion models.")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
@@ -411,6 +441,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "text-encoder method's defaults)")
     d.set_defaults(func=cmd_demo)
 
+    from .methods import ROBUST_LR_SCALE  # light, like the configs the flags take their defaults from
+
     f = sub.add_parser("forget", help="erase concepts from a diffusers model folder (UNet methods)")
     f.add_argument("--model", default=None, help="diffusers model folder (default: the embedded toy model)")
     f.add_argument("--concepts", required=True, help="concept-set file (.json, .yaml or .csv)")
@@ -422,42 +454,36 @@ def build_parser() -> argparse.ArgumentParser:
                         "resists learned-token and soft-prompt attacks at a cost in retention and time; closed-form: "
                         "one least-squares edit of the cross-attention keys and values, seconds, no training, "
                         "ClosedFormConfig's defaults), or "
-                        "text-encoder (few-shot TI + LoRA on the final text-encoder layers)")
+                        "text-encoder (few-shot TI + LoRA on the final text-encoder layers) (default: %(default)s)")
     f.add_argument("--images", default=None,
                    help="folder of example images: for one concept, or one sub-folder per concept name")
-    f.add_argument("--te-layers", type=int, default=None,
-                   help="text-encoder method: final layers that get the LoRA (default 4, or all if fewer)")
-    f.add_argument("--clip-skip", type=int, default=0, help="text-encoder method: 0 = last layer conditions the UNet")
+    f.add_argument("--te-layers", type=int, default=None, help="Text-encoder method: " + _te_flag_help("num_layers"))
+    f.add_argument("--clip-skip", type=int, default=None, help="Text-encoder method: " + _te_flag_help("clip_skip"))
     f.add_argument("--fast", action="store_true",
                    help="text-encoder method: half the textual-inversion steps at twice the images per step "
                         "(less time; see the README's benchmark row three_sibling_anchor_fast)")
     f.add_argument("--adversarial-interval", type=int, default=None,
-                   help="adversarial training every N steps (0 = off; default: the method's). text-encoder: "
-                        "re-learn an attacker's token against the current encoder and forget it too; UNet methods: "
-                        "optimise an attacker's soft prompt against the current UNet and erase the concept under it "
-                        "too (on by default only for dynamic-mask-robust, every 10 steps)")
-    f.add_argument("--mode", default="sequential", choices=["sequential", "simultaneous"])
-    f.add_argument("--target", default="cross_attention",
-                   help="layers to edit: cross_attention, attention, all_linear_conv, non_cross_attention or regex:<pattern>")
+                   help=f"UNet methods: {_unet_flag_help('adversarial_interval')} "
+                        f"Text-encoder method: {_te_flag_help('adversarial_interval')}")
+    f.add_argument("--mode", default=None, choices=["sequential", "simultaneous"], help=_unet_flag_help("mode"))
+    f.add_argument("--target", default=None, help=_unet_flag_help("target"))
     f.add_argument("--steps", type=int, default=None,
-                   help="training steps per concept (default: 500 with --model, 100 on the toy model)")
-    f.add_argument("--batch-size", type=int, default=None, help="default: 2 with --model, 4 on the toy model")
+                   help=f"UNet methods: {_unet_flag_help('steps_per_concept')} "
+                        f"Text-encoder method: {_te_flag_help('steps')}")
+    f.add_argument("--batch-size", type=int, default=None, help=_unet_flag_help("batch_size"))
     f.add_argument("--lr", type=float, default=None,
-                   help="learning rate (default: 3e-6, the paper's for SD 1.4, with --model; 1e-3 on the toy model; "
-                        "a tenth of these for dynamic-mask-robust)")
-    f.add_argument("--images-per-concept", type=int, default=None,
-                   help="images the model generates per concept (default: 100 with --model, 32 on the toy model)")
-    f.add_argument("--density", type=float, default=0.5, help="fraction of each matrix the mask trains")
-    f.add_argument("--warmup", type=int, default=None, help="mask warm-up steps (default: 50 with --model, 20 on the toy model)")
-    f.add_argument("--update-interval", type=int, default=None,
-                   help="steps between mask prune-and-regrow (default: 100 with --model, 25 on the toy model)")
-    f.add_argument("--turnover", type=float, default=0.2, help="initial fraction of the mask swapped per update")
-    f.add_argument("--alignment-weight", type=float, default=None,
-                   help="weight of the denoising loss on superclass images (default: 0.25, the paper's, with "
-                        "--model; 0 on the toy model, where it cost retention)")
+                   help=_unet_flag_help("lr", f"; x{ROBUST_LR_SCALE:g} for dynamic-mask-robust"))
+    f.add_argument("--images-per-concept", type=int, default=None, help=_unet_flag_help("images_per_concept"))
+    f.add_argument("--density", type=float, default=None, help=_unet_flag_help("mask.density"))
+    f.add_argument("--warmup", type=int, default=None, help=_unet_flag_help("mask.warmup_steps"))
+    f.add_argument("--update-interval", type=int, default=None, help=_unet_flag_help("mask.update_interval"))
+    f.add_argument("--turnover", type=float, default=None, help=_unet_flag_help("mask.turnover"))
+    f.add_argument("--alignment-weight", type=float, default=None, help=_unet_flag_help("loss.alignment_weight"))
     f.add_argument("--distillation-weight", type=float, default=None,
-                   help="weight of the distillation term (default: 1, or 3 for dynamic-mask-robust)")
-    f.add_argument("--lora-rank", type=int, default=8)
+                   help=_unet_flag_help("loss.distillation_weight"))
+    f.add_argument("--lora-rank", type=int, default=None,
+                   help=f"UNet methods: rank of the LoRA file extracted from the edit (default: {UNET_LORA_RANK}). "
+                        f"Text-encoder method: {_te_flag_help('lora_rank', '; lora_alpha = rank')}")
     f.add_argument("--no-merged", action="store_true", help="do not write the merged model folder")
     f.add_argument("--hash-concept-names", action="store_true",
                    help="write the erased concepts' names into the output files (safetensors metadata, "
@@ -466,7 +492,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "names; superclasses stay readable, retain prompts are left out (default: off, names in "
                         "clear)")
     f.add_argument("--overwrite", action="store_true")
-    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--seed", type=int, default=None, help=_unet_flag_help("seed"))
     f.set_defaults(func=cmd_forget)
 
     t = sub.add_parser("toy-train", help="rebuild the embedded toy model and classifier from scratch (~1.5 h on 2 CPU cores)")
@@ -550,8 +576,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    raw = argv if argv is not None else sys.argv
-    args.target_given = "--target" in raw
     _set_threads(args.threads)
     try:
         return args.func(args)

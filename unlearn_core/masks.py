@@ -16,33 +16,10 @@ once after the warm-up and never changed.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 
-
-@dataclass
-class MaskConfig:
-    kind: str = "dynamic"  # "dynamic", "static" (SalUn-style) or "none"
-    density: float = 0.5
-    warmup_steps: int = 50
-    update_interval: int = 100
-    turnover: float = 0.2
-    stop_fraction: float = 0.8
-
-    def validate(self) -> None:
-        if self.kind not in ("dynamic", "static", "none"):
-            raise ValueError(f"mask kind must be 'dynamic', 'static' or 'none', not {self.kind!r}")
-        if not 0.0 < self.density <= 1.0:
-            raise ValueError(f"mask density must be in (0, 1], got {self.density}")
-        if self.warmup_steps < 0 or self.update_interval < 1:
-            raise ValueError("mask warmup_steps must be >= 0 and update_interval >= 1")
-        if not 0.0 <= self.turnover < 1.0 or not 0.0 <= self.stop_fraction <= 1.0:
-            raise ValueError("mask turnover must be in [0, 1) and stop_fraction in [0, 1]")
-
-    @property
-    def needs_warmup(self) -> bool:
-        return self.kind in ("dynamic", "static") and self.warmup_steps > 0
+from .configs import MaskConfig  # noqa: F401  (defined there with its defaults and help)
 
 
 def _top_fraction(score: torch.Tensor, fraction: float) -> torch.Tensor:

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import copy
 
-from .losses import ConceptAwareLossConfig
-from .masks import MaskConfig
-from .unet_unlearning import UnetUnlearnConfig
+from .configs import ConceptAwareLossConfig, MaskConfig, UnetUnlearnConfig
 
 METHODS = {
     "dynamic_mask": "ours: dynamic gradient mask + concept-aware loss + distillation",

@@ -37,75 +37,12 @@ import torch.nn.functional as F
 from . import __version__
 from .adapters.clip_text_adapter import PLACEHOLDER, ClipTextAdapter
 from .concept_set import ConceptSet, ConceptSetError
+from .configs import TextEncoderForgetConfig
 from .metadata import redact_concept_names
 from .training_data import check_latents, user_latents
 from .unet_unlearning import UnlearnCancelled, weights_hash
 
 TOKEN_TEMPLATES = ("a {}", "a photo of a {}", "a drawing of a {}", "a picture of a {}")
-
-
-@dataclass
-class TextEncoderForgetConfig:
-    # Defaults from the toy benchmark (README): with four final layers (all of the toy encoder's) and
-    # preserve_weight 3 the style is erased in held-out phrasings too (paraphrase residual 0.375 with
-    # two layers, 0.000 with four) and keeps retention within 2 points with adversarial rounds on;
-    # textual inversion as 75 steps x 8 images instead of 150 x 4 (the same images, about 0.8x the time).
-    # final encoder layers that get the LoRA, counted from the used layer; an encoder with fewer
-    # layers up to the used one gets all of them (with a note in the result)
-    num_layers: int = 4
-    lora_rank: int = 4
-    lora_alpha: float = 4.0
-    clip_skip: int = 0
-    ti_steps: int = 75
-    ti_lr: float = 5e-3
-    steps: int = 150  # LoRA steps per concept
-    lr: float = 2e-3
-    batch_size: int = 4  # prompts per LoRA step (each gets a word prompt and a learned-token prompt)
-    ti_batch_size: int = 8  # images per stage-1 textual-inversion step
-    forget_weight: float = 1.0
-    ti_weight: float = 1.0
-    preserve_weight: float = 3.0
-    include_learned_token: bool = True
-    # adversarial training against the learned-token attack: every `adversarial_interval` LoRA
-    # steps per concept, `adversarial_steps` textual-inversion steps against the current encoder
-    # (toy model, one object: learned-token attack success 0.75 -> 0.12 for the star, 0.69 -> 0.25
-    # for the triangle, at about 1.5x the time; 0 = off)
-    adversarial_interval: int = 15
-    adversarial_steps: int = 15
-    adversarial_batch_size: int = 8  # images per adversarial textual-inversion step
-    # how many of a LoRA step's prompts also get the UNet-level term (the encoder-level terms use
-    # all of them); half from the concept's words, half from the learned token. 0 = all.
-    ti_loss_prompts: int = 0
-    seed: int = 0
-
-    def fast(self) -> "TextEncoderForgetConfig":
-        """These settings with half the textual-inversion steps at twice the images per step (stage 1
-        and the adversarial rounds): the same number of images seen, in less time (README, speed).
-        The defaults are already this applied once to 150 x 4 and 30 x 4."""
-        return replace(self, ti_steps=self.ti_steps // 2, ti_batch_size=2 * self.ti_batch_size,
-                       adversarial_steps=max(1, self.adversarial_steps // 2),
-                       adversarial_batch_size=2 * self.adversarial_batch_size)
-
-    def validate(self) -> None:
-        if self.lora_rank < 1 or self.num_layers < 1:
-            raise ValueError("lora_rank and num_layers must be at least 1")
-        if self.steps < 1 or self.ti_steps < 0:
-            raise ValueError("steps must be >= 1 and ti_steps >= 0")
-        for name in ("batch_size", "ti_batch_size", "adversarial_batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.ti_loss_prompts < 0:
-            raise ValueError(f"ti_loss_prompts must be >= 0 (0 = all prompts), got {self.ti_loss_prompts}")
-        if self.adversarial_interval < 0 or self.adversarial_steps < 1:
-            raise ValueError("adversarial_interval must be >= 0 (0 = off) and adversarial_steps >= 1")
-        if self.adversarial_interval and not self.include_learned_token:
-            raise ValueError("adversarial training needs include_learned_token=True (the adversarial token is "
-                             "forgotten through the learned-token prompts)")
-        for name in ("forget_weight", "ti_weight", "preserve_weight"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0")
-        if self.forget_weight == 0 and self.ti_weight == 0:
-            raise ValueError("forget_weight and ti_weight are both 0: nothing would be forgotten")
 
 
 @dataclass

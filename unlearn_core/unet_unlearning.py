@@ -22,63 +22,16 @@ import torch
 
 from . import __version__
 from .concept_set import ConceptSet
+from .configs import UnetUnlearnConfig
 from .layer_selection import select_weights
-from .losses import (ConceptAwareLossConfig, alignment_loss, concept_aware_loss, distillation_loss, esd_target)
-from .masks import MaskConfig, MaskedAdam, build_mask
+from .losses import ConceptAwareLossConfig, alignment_loss, concept_aware_loss, distillation_loss, esd_target
+from .masks import MaskedAdam, build_mask
 from .metadata import redact_concept_names
 from .training_data import ConceptData, RetainData, prepare_concept_data, prepare_retain_data
 
 
 class UnlearnCancelled(RuntimeError):
     """Raised when `should_cancel()` answers True; the base model is untouched and nothing is written."""
-
-
-@dataclass
-class UnetUnlearnConfig:
-    target: str = "cross_attention"
-    mode: str = "sequential"  # or "simultaneous"
-    steps_per_concept: int = 500
-    batch_size: int = 2
-    lr: float = 3e-6
-    images_per_concept: int = 100
-    retain_images_per_prompt: int = 4
-    sampling_steps: int = 20
-    sampling_guidance: float = 5.0
-    seed: int = 0
-    mask: MaskConfig = field(default_factory=MaskConfig)
-    loss: ConceptAwareLossConfig = field(default_factory=ConceptAwareLossConfig)
-    # Adversarial training against soft-prompt attacks (concept-aware loss only): every
-    # `adversarial_interval` steps, `adversarial_steps` Adam steps (lr `adversarial_lr`) optimise a
-    # conditioning, started from the concept's prompt, so the current model reconstructs the
-    # concept's images; the concept-aware term then also pulls the prediction under it onto the
-    # superclass. 0 = off.
-    adversarial_interval: int = 0
-    adversarial_steps: int = 10
-    adversarial_lr: float = 5e-2
-    # Where training starts: "none" (the input model) or "closed_form" (the closed-form key/value
-    # edit of unlearn_core.closed_form with its defaults, then trained further; the target must
-    # include the cross-attention keys and values).
-    warm_start: str = "none"
-
-    def validate(self) -> None:
-        if self.mode not in ("sequential", "simultaneous"):
-            raise ValueError(f"mode must be 'sequential' or 'simultaneous', not {self.mode!r}")
-        if self.steps_per_concept < 1:
-            raise ValueError(f"steps_per_concept must be at least 1, got {self.steps_per_concept}")
-        if self.batch_size < 1 or self.images_per_concept < 1:
-            raise ValueError("batch_size and images_per_concept must be at least 1")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
-        if self.adversarial_interval < 0 or self.adversarial_steps < 1 or not self.adversarial_lr > 0:
-            raise ValueError("adversarial_interval must be >= 0 (0 = off), adversarial_steps >= 1 and "
-                             "adversarial_lr > 0")
-        if self.warm_start not in ("none", "closed_form"):
-            raise ValueError(f"warm_start must be 'none' or 'closed_form', not {self.warm_start!r}")
-        self.mask.validate()
-        self.loss.validate()
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass
