@@ -99,6 +99,7 @@ def test_only_cross_attention_keys_and_values_change_and_the_input_is_untouched(
     assert result.config["preserve_weight"] == ClosedFormConfig().preserve_weight and result.train_steps == 0
 
 
+@pytest.mark.slow
 def test_the_preservation_term_keeps_other_prompts_much_closer(adapter):
     cs = ConceptSet([STAR], RETAIN)
     kept = closed_form_edit(adapter, cs, dataclasses.replace(EXACT, preserve_weight=1.0))
@@ -191,6 +192,7 @@ class _FirstWeights:
         return self._adapter.predict_noise(x_t, t, cond, weights)
 
 
+@pytest.mark.slow
 def test_warm_start_begins_training_at_the_closed_form_edit(adapter):
     from unlearn_core.masks import MaskConfig
     from unlearn_core.training_data import prepare_concept_data
@@ -221,6 +223,7 @@ def test_warm_start_begins_training_at_the_closed_form_edit(adapter):
 
 
 # ---- the command line ---------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.toy
 def test_cli_forget_closed_form_writes_the_unet_output_folder(tmp_path):
     import json

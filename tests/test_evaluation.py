@@ -129,6 +129,7 @@ def test_evaluate_end_to_end(toy_pipe, classifier, tmp_path):
     assert grid.size == (2 * (4 * 34 + 2), 2 * (2 * 34 + 2))
 
 
+@pytest.mark.slow
 def test_generate_reuses_cached_images_by_prompt_and_seed(toy_pipe):
     cfg = SamplingConfig(images_per_prompt=2, num_inference_steps=4, seed=5)
     cache = {}

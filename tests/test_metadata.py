@@ -76,6 +76,7 @@ def _unet_result(adapter):
                          train_steps=1, notes=[f"concept '{NAME}': converted zorblax_quint.png to RGB"])
 
 
+@pytest.mark.slow
 def test_unet_output_folder_holds_no_concept_name_when_asked(toy_pipe, adapter, tmp_path):
     from unlearn_core.forget import write_unlearned_folder
 

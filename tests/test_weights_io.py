@@ -65,6 +65,7 @@ def test_lora_of_a_low_rank_delta_has_truncated_factors_and_is_exact():
     assert az.shape == (1, 7) and bz.shape == (5, 1) and not (bz @ az).any() and err["zero.weight"] == 0.0
 
 
+@pytest.mark.slow
 def test_lora_with_truncated_ranks_loads_in_diffusers_and_matches_the_merged_model(toy_pipe, adapter, tmp_path):
     """Weights whose deltas have different ranks (1 and 3 here, asked at 8) get LoRA modules of
     different ranks; diffusers loads them at scale 1 each, so the LoRA model equals base + delta."""
@@ -128,6 +129,7 @@ def test_failed_save_leaves_no_file(adapter, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_saved_lora_loads_in_diffusers_and_matches_the_merged_model(toy_pipe, adapter, tmp_path):
     deltas = _random_deltas(adapter, scale=0.02)
     path = tmp_path / "lora.safetensors"
