@@ -143,6 +143,7 @@ def _build_wheel(tmp: Path) -> Path:
     return wheel
 
 
+@pytest.mark.toy
 @pytest.mark.slow
 def test_wheel_installs_non_editable(tmp_path):
     """Build the wheel, install it (not editable, --no-deps) into a fresh venv, and use it from there.
