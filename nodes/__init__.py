@@ -2,6 +2,7 @@
 
 - concept_nodes: LoadConceptSet, ConceptAwareLoss
 - unet_nodes: DynamicMaskUnlearn
+- closed_form_nodes: ClosedFormConceptErase
 - text_encoder_nodes: FewShotTextEncoderForget
 - save_nodes: SaveUnlearnedModel
 - compare_nodes: CompareModelWeights
@@ -14,6 +15,7 @@ for the node list. Relative imports only: ComfyUI has a top-level module called 
 
 
 def node_list() -> list:
+    from .closed_form_nodes import ClosedFormConceptErase
     from .compare_nodes import CompareModelWeights
     from .concept_nodes import ConceptAwareLoss, LoadConceptSet
     from .evaluate_nodes import EvaluateUnlearning
@@ -21,8 +23,8 @@ def node_list() -> list:
     from .text_encoder_nodes import FewShotTextEncoderForget
     from .unet_nodes import DynamicMaskUnlearn
 
-    return [LoadConceptSet, ConceptAwareLoss, DynamicMaskUnlearn, FewShotTextEncoderForget, SaveUnlearnedModel,
-            CompareModelWeights, EvaluateUnlearning]
+    return [LoadConceptSet, ConceptAwareLoss, DynamicMaskUnlearn, ClosedFormConceptErase, FewShotTextEncoderForget,
+            SaveUnlearnedModel, CompareModelWeights, EvaluateUnlearning]
 
 
 async def comfy_entrypoint():

@@ -209,11 +209,25 @@ class ComfyDenoiserAdapter:
             out.append(ids[:stop])
         return out
 
-    def token_embeddings(self, prompts: list[str], length: int | None = None) -> torch.Tensor:
-        """The token rows of `encode_prompts` (no ADM rows), the first `length` of them."""
-        cond = self.encode_prompts(prompts)
-        rows = cond.shape[1] - (self.adm.rows if self.adm is not None else 0)
-        return cond[:, :rows if length is None else max(1, min(int(length), rows))]
+    def token_embeddings(self, prompts: list[str], length: int | None = None, batch: int = 16) -> torch.Tensor:
+        """The token rows of `encode_prompts` (no ADM rows), the first `length` of them.
+
+        Up to `batch` prompts are encoded in one call, as the 77-token sections of one token list:
+        CLIP encodes a long prompt's sections as one batch and joins their outputs along the tokens
+        (sd1_clip.encode_token_weights), so section k's rows are prompt k's own encoding."""
+        out = []
+        for start in range(0, len(prompts), batch):
+            chunk = [self.clip.tokenize(p) for p in list(prompts)[start:start + batch]]
+            if isinstance(chunk[0], dict):
+                tokens = {k: [t[k][0] for t in chunk] for k in chunk[0]}
+            else:
+                tokens = [t[0] for t in chunk]
+            with torch.inference_mode(True):
+                cond = self.clip.encode_from_tokens(tokens)
+            cond = detached_copy(cond, self.device, self.dtype)
+            out.append(cond.reshape(len(chunk), -1, cond.shape[-1]))
+        cond = torch.cat(out)
+        return cond if length is None else cond[:, :max(1, min(int(length), cond.shape[1]))]
 
     # ---- denoiser ---------------------------------------------------------------------------
     def _raw(self, x_t, t, cond, weights=None):
