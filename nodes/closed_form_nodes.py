@@ -2,33 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
 
 from comfy_api.latest import io
 
-from ..unlearn_core.closed_form import ClosedFormConfig, closed_form_edit
+from ..unlearn_core.closed_form import closed_form_edit
 from .comfy_bridge import ComfyDenoiserAdapter, patched_model, training_mode
 from .comfy_types import CATEGORY, ConceptSetType, record
-
-
-class _ConfigWidgets:
-    """The node's widgets are ClosedFormConfig's fields, by the same names: each takes the field's
-    default and its help text as tooltip, and the config is built from the widget values."""
-
-    fields = {f.name: f for f in dataclasses.fields(ClosedFormConfig)}
-
-    def default(self, name: str):
-        return self.fields[name].default
-
-    def tooltip(self, name: str) -> str:
-        return self.fields[name].metadata["help"]
-
-    def build(self, values: dict) -> ClosedFormConfig:
-        return ClosedFormConfig(**{name: values[name] for name in self.fields})
-
-
-CLOSED_FORM_WIDGETS = _ConfigWidgets()
+from .config_widgets import CLOSED_FORM_WIDGETS
 
 
 def closed_form_report(result, model_line: str = "") -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..unlearn_core.config_help import default_of, help_of, set_value
-from ..unlearn_core.configs import ConceptAwareLossConfig, TextEncoderForgetConfig, UnetUnlearnConfig
+from ..unlearn_core.configs import ClosedFormConfig, ConceptAwareLossConfig, TextEncoderForgetConfig, UnetUnlearnConfig
 
 
 class WidgetTable:
@@ -60,6 +60,12 @@ TEXT_ENCODER_WIDGETS = WidgetTable(TextEncoderForgetConfig, {
     "forget_weight": "forget_weight", "ti_weight": "ti_weight", "preserve_weight": "preserve_weight",
     "include_learned_token": "include_learned_token", "adversarial_interval": "adversarial_interval",
     "seed": "seed",
+})
+
+#: ClosedFormConceptErase
+CLOSED_FORM_WIDGETS = WidgetTable(ClosedFormConfig, {
+    "preserve_weight": "preserve_weight", "ridge": "ridge", "generic_prompts": "generic_prompts",
+    "padding_positions": "padding_positions",
 })
 
 #: node id -> its table (for the tests)

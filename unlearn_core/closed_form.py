@@ -53,11 +53,13 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
 import torch
 
 from .concept_set import ConceptSet
+from .configs import ClosedFormConfig  # defined there with its defaults and help; re-exported
+from .protocol import DenoiserAdapter
 from .unet_unlearning import UnlearnResult, weights_hash
 
 __all__ = ["ClosedFormConfig", "ClosedFormResult", "GENERIC_PROMPTS", "closed_form_edit", "edited_weight_names",
@@ -79,46 +81,15 @@ GENERIC_PROMPTS: tuple[str, ...] = (
     "a snowy village", "a field of flowers", "the ocean", "a lake with trees", "a starry night sky",
     "a bowl of fruit", "a cup of coffee", "a pizza", "a birthday cake", "a glass of wine",
     "a chair", "a table with books", "a lamp", "a clock on the wall", "a guitar",
-    "a painting", "an oil painting of a landscape", "a watercolor of a garden", "a pencil sketch", "a cartoon character",
-    "an anime illustration", "a digital art fantasy scene", "a black and white photograph", "a pixel art game",
-    "a sculpture in a museum",
+    "a painting", "an oil painting of a landscape", "a watercolor of a garden", "a pencil sketch",
+    "a cartoon character", "an anime illustration", "a digital art fantasy scene", "a black and white photograph",
+    "a pixel art game", "a sculpture in a museum",
     "a logo", "a map", "a pattern of circles", "text on a sign", "a flag",
     "a tree", "a rose", "the moon", "the sun", "clouds",
     "a robot", "a dragon", "a spaceship", "a knight in armor", "a wizard",
     "a bedroom interior", "a modern kitchen", "a library", "a garden", "a market",
     "high quality, detailed", "a blurry photo", "a close-up photo", "an aerial view", "a wide shot",
 )
-
-
-@dataclass
-class ClosedFormConfig:
-    """Settings of the closed-form edit (this module): one least-squares solve over the
-    cross-attention key/value weights, no training."""
-
-    preserve_weight: float = field(default=1.0, metadata={"help": (
-        "Weight (lambda) of each preserved token embedding against each concept token embedding in the "
-        "least-squares objective: higher keeps retained, superclass and common prompts closer to the input "
-        "model, lower erases more exactly (0 = no preservation term).")})
-    ridge: float = field(default=0.1, metadata={"help": (
-        "Ridge term (mu) that keeps the edited weights near the input's wherever the prompts say nothing; "
-        "must be above 0.")})
-    generic_prompts: bool = field(default=True, metadata={"help": (
-        "Also preserve a built-in list of about 90 common prompts (objects, animals, people, places, styles) "
-        "besides the retain and superclass prompts; those that name a concept being erased are left out.")})
-    padding_positions: int = field(default=8, metadata={"help": (
-        "How many token positions after a prompt's end token are used (the padding the UNet also attends to); "
-        "-1 = all up to the encoder's length (77 for CLIP), slower: the text encoding is most of the time.")})
-
-    def validate(self) -> None:
-        if not self.preserve_weight >= 0:
-            raise ValueError(f"preserve_weight must be >= 0, got {self.preserve_weight}")
-        if not self.ridge > 0:
-            raise ValueError(f"ridge must be above 0 (it keeps the solve well posed), got {self.ridge}")
-        if self.padding_positions < -1:
-            raise ValueError(f"padding_positions must be >= 0, or -1 for all, got {self.padding_positions}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def edited_weight_names(module_types: dict[str, str]) -> list[str]:
@@ -185,7 +156,7 @@ class ClosedFormResult(UnlearnResult):
         return self.seconds  # the whole edit is one step
 
 
-def _encode(adapter, prompts: list[str], padding_positions: int, batch: int = 64):
+def _encode(adapter: DenoiserAdapter, prompts: list[str], padding_positions: int, batch: int = 64):
     """{prompt: (embeddings [n, D] of its first n positions, its token ids)} for the unique prompts.
 
     n is the prompt's length through its end token plus `padding_positions` (all with -1), capped at
@@ -204,11 +175,13 @@ def _encode(adapter, prompts: list[str], padding_positions: int, batch: int = 64
     return out
 
 
-def closed_form_edit(adapter, concept_set: ConceptSet, config: ClosedFormConfig | None = None) -> ClosedFormResult:
+def closed_form_edit(adapter: DenoiserAdapter, concept_set: ConceptSet,
+                     config: ClosedFormConfig | None = None) -> ClosedFormResult:
     """Erase every concept of `concept_set` from the adapter's denoiser in one least-squares solve
     (top of this module); returns the deltas of the cross-attention key/value weights.
 
-    `adapter`: a DenoiserAdapter with `prompt_token_ids` and `token_embeddings` (protocol.py). The input model is not changed."""
+    `adapter`: a DenoiserAdapter with `prompt_token_ids` and `token_embeddings` (protocol.py). The
+    input model is not changed."""
     config = config or ClosedFormConfig()
     config.validate()
     concept_set.validate(check_files=False)  # the edit uses only the prompts

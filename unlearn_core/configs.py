@@ -3,8 +3,8 @@
 Every field carries its default and `metadata={"help": ...}`; the ComfyUI nodes take their widget
 defaults and tooltips from here, and the `concept-unlearn` CLI its flag defaults and help
 (`unlearn_core.config_help` reads them). The code that applies a config lives elsewhere
-(`unet_unlearning`, `masks`, `losses`, `text_encoder_unlearning`, which re-export these classes).
-This module imports nothing heavy, so the CLI can show its help without loading torch.
+(`unet_unlearning`, `masks`, `losses`, `text_encoder_unlearning`, `closed_form`, which re-export these
+classes). This module imports nothing heavy, so the CLI can show its help without loading torch.
 
 The defaults of the UNet method are the paper's settings for SD-size models (Sculpting Memory,
 arXiv 2504.09039, SD 1.4); `UnetUnlearnConfig.toy()` is the variant for the embedded toy model.
@@ -255,3 +255,35 @@ class TextEncoderForgetConfig:
         if self.forget_weight == 0 and self.ti_weight == 0:
             raise ValueError("forget_weight and ti_weight are both 0: nothing would be forgotten")
 
+
+@dataclass
+class ClosedFormConfig:
+    """Settings of the closed-form edit (`unlearn_core.closed_form`): one least-squares solve over the
+    cross-attention key/value weights, no training."""
+
+    # toy model: 3 objects erased, residual accuracy 0.25 at 0.1 vs 0.375 at 1, retained 0.896 both
+    # (base 0.917); one object: 0.12 vs 0.25, retained 0.94 vs 0.96 (docs/methods.md)
+    preserve_weight: float = field(default=0.1, metadata={"help": (
+        "Weight (lambda) of each preserved token embedding against each concept token embedding in the "
+        "least-squares objective: higher keeps retained, superclass and common prompts closer to the input "
+        "model, lower erases more exactly (0 = no preservation term).")})
+    ridge: float = field(default=0.1, metadata={"help": (
+        "Ridge term (mu) that keeps the edited weights near the input's wherever the prompts say nothing; "
+        "must be above 0.")})
+    generic_prompts: bool = field(default=True, metadata={"help": (
+        "Also preserve a built-in list of 85 common prompts (objects, animals, people, places, styles) "
+        "besides the retain and superclass prompts; those that name a concept being erased are left out.")})
+    padding_positions: int = field(default=8, metadata={"help": (
+        "How many token positions after a prompt's end token are used (the padding the UNet also attends to); "
+        "-1 = all up to the encoder's length (77 for CLIP), slower: the text encoding is most of the time.")})
+
+    def validate(self) -> None:
+        if not self.preserve_weight >= 0:
+            raise ValueError(f"preserve_weight must be >= 0, got {self.preserve_weight}")
+        if not self.ridge > 0:
+            raise ValueError(f"ridge must be above 0 (it keeps the solve well posed), got {self.ridge}")
+        if self.padding_positions < -1:
+            raise ValueError(f"padding_positions must be >= 0, or -1 for all, got {self.padding_positions}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
