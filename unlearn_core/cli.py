@@ -144,6 +144,14 @@ def cmd_bench_robustness(args) -> int:
     return _write_bench(result, args.output, markdown_table)
 
 
+def cmd_bench_all(args) -> int:
+    from .research.benchmarks.suite import bench_all
+
+    bench_all(args.budget, output_dir=args.output_dir, cache_dir=args.cache_dir, command=_command_line(),
+              model=args.model, classifier=args.classifier, benchmarks=tuple(args.benchmarks or ()) or None, log=print)
+    return 0
+
+
 def cmd_evaluate(args) -> int:
     from .comparison import save_grid
     from .research.evaluation import evaluate, toy_prompt_sets
@@ -570,6 +578,22 @@ def build_parser() -> argparse.ArgumentParser:
                          "the same settings but those methods' own) swapped in, to --output")
     _bench_options(br, "bench/results/robustness.json")
     br.set_defaults(func=cmd_bench_robustness)
+    ba = bsub.add_parser("all", help="the base-model, UNet, text-encoder and robustness benchmarks with one sampler, "
+                                     "several training seeds and 95%% intervals; resumable (writes "
+                                     "bench/results/<benchmark>.json and SUMMARY.md)")
+    ba.add_argument("--budget", default="full", choices=["full", "quick", "tiny"],
+                    help="full: the published results (3 training seeds, 16 images per prompt; hours); quick: every "
+                         "benchmark with 1 seed, 2 images per prompt and tiny training budgets, a smoke run (not "
+                         "results); tiny: a few cells, for tests (default: %(default)s)")
+    ba.add_argument("--output-dir", default="bench/results", help="where the result files go (default: %(default)s)")
+    ba.add_argument("--cache-dir", default=None,
+                    help="where each finished cell is stored, so a stopped run resumes and a rerun is assembled from "
+                         "it (default: $CONCEPT_UNLEARN_BENCH_CACHE, else ~/.cache/concept-unlearn/bench)")
+    ba.add_argument("--benchmarks", nargs="+", default=None,
+                    choices=["base_model", "unet", "text_encoder", "robustness"],
+                    help="run and write only these (e.g. one per process, sharing --cache-dir; default: all)")
+    _toy_model_options(ba)
+    ba.set_defaults(func=cmd_bench_all)
     return p
 
 

@@ -96,6 +96,15 @@ def generate(pipe, prompts: list[str], cfg: SamplingConfig, negative_prompt: str
     images by (prompt, seed): those found there are not drawn again, new ones are added."""
     n = cfg.images_per_prompt
     all_jobs = [(p, cfg.seed + (k * n + i if cfg.distinct_seeds else i)) for k, p in enumerate(prompts) for i in range(n)]
+    return draw_images(pipe, all_jobs, cfg, negative_prompt, progress, cache)
+
+
+@torch.no_grad()
+def draw_images(pipe, all_jobs: list[tuple[str, int]], cfg: SamplingConfig, negative_prompt: str | None = None,
+                progress: Callable[[int, int], None] | None = None, cache: dict | None = None) -> np.ndarray:
+    """One image per (prompt, seed) job, in order, as an N x H x W x 3 uint8 array: the sampler of
+    `generate` with the seeds chosen by the caller (cfg's images_per_prompt, seed and
+    distinct_seeds are not used). `cache` as in `generate`."""
     cache = {} if cache is None else cache
     jobs = [job for job in dict.fromkeys(all_jobs) if job not in cache]
     own_scheduler = pipe.scheduler

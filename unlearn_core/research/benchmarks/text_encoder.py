@@ -102,15 +102,8 @@ def _measure(pipe, classifier, concepts: list[Concept], cfg: TextEncoderBenchCon
             "retained_accuracy": retained.retained_accuracy, "toy_fid": retained.toy_fid}
 
 
-def run_text_encoder_benchmark(cfg: TextEncoderBenchConfig, pipe, classifier, log=print) -> dict:
-    if cfg.quick:
-        cfg.method.ti_steps, cfg.method.steps, cfg.baseline.steps, cfg.attack_steps = 3, 3, 3, 3
-        cfg.method.adversarial_steps = 3
-        cfg.eval_images_per_prompt, cfg.paraphrase_images_per_prompt = 2, 1
-    ua = DiffusersAdapter(pipe)
-    ta = ClipTextAdapter(pipe.tokenizer, pipe.text_encoder, clip_skip=cfg.method.clip_skip)
-    retain_prompts = [captions.object_prompt(o) for o in RETAINED]
-    # (scenario, concepts, anchored on a sibling object instead of the superclass, method overrides)
+def benchmark_scenarios(cfg: TextEncoderBenchConfig) -> list[tuple[str, list[str], bool, dict]]:
+    """(scenario, concepts, anchored on a sibling object instead of the superclass, method overrides)."""
     scenarios = [(f"single_{n}", [n], False, {}) for n in SINGLE_OBJECTS]
     scenarios += [("style", [STYLE[0]], False, {}), ("three", list(MULTI), False, {})]
     scenarios += [(f"single_{n}_sibling_anchor", [n], True, {}) for n in SINGLE_OBJECTS]
@@ -122,6 +115,24 @@ def run_text_encoder_benchmark(cfg: TextEncoderBenchConfig, pipe, classifier, lo
     # TextEncoderForgetConfig.fast(): half the textual-inversion steps at twice the batch
     fast = {k: v for k, v in asdict(cfg.method.fast()).items() if v != getattr(cfg.method, k)}
     scenarios += [("three_sibling_anchor_fast", list(MULTI), True, fast)]
+    return scenarios
+
+
+def scenario_methods(sibling: bool, overrides: dict) -> tuple[str, ...]:
+    """The methods a scenario runs: negated TI has no anchor and no adversarial rounds, so the
+    sibling-anchor and override rows would repeat its others."""
+    return ("few_shot_lora",) if sibling or overrides else ("few_shot_lora", "negated_ti")
+
+
+def run_text_encoder_benchmark(cfg: TextEncoderBenchConfig, pipe, classifier, log=print) -> dict:
+    if cfg.quick:
+        cfg.method.ti_steps, cfg.method.steps, cfg.baseline.steps, cfg.attack_steps = 3, 3, 3, 3
+        cfg.method.adversarial_steps = 3
+        cfg.eval_images_per_prompt, cfg.paraphrase_images_per_prompt = 2, 1
+    ua = DiffusersAdapter(pipe)
+    ta = ClipTextAdapter(pipe.tokenizer, pipe.text_encoder, clip_skip=cfg.method.clip_skip)
+    retain_prompts = [captions.object_prompt(o) for o in RETAINED]
+    scenarios = benchmark_scenarios(cfg)
     all_names = list(dict.fromkeys(n for _, names, _, _ in scenarios for n in names))
     concepts = {n: few_shot_concept(n, cfg.shots, seed=cfg.seed * 100 + 31 * i) for i, n in enumerate(all_names)}
 
@@ -131,8 +142,7 @@ def run_text_encoder_benchmark(cfg: TextEncoderBenchConfig, pipe, classifier, lo
     for scenario, names, sibling, overrides in scenarios:
         erased = [with_sibling_anchor(concepts[n]) if sibling else concepts[n] for n in names]
         cs = ConceptSet(erased, retain_prompts)
-        # negated TI has no anchor and no adversarial rounds: those rows would repeat its others
-        for method in ("few_shot_lora",) if sibling or overrides else ("few_shot_lora", "negated_ti"):
+        for method in scenario_methods(sibling, overrides):
             if method == "few_shot_lora":
                 result = forget_text_encoder(ta, ua, cs, replace(cfg.method, **overrides))
                 deltas, secs = result.deltas(), result.seconds_per_concept

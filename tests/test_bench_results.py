@@ -1,0 +1,85 @@
+"""Nothing stale can be published: every committed benchmark result names the model it scored (the
+installed toy model, hashed as `bench all` hashes it) and the command that regenerates it, and the
+generated documents (bench/results/SUMMARY.md, the README's results block) equal what the result
+files give."""
+
+import json
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from unlearn_core.research.benchmarks import summary
+from unlearn_core.research.benchmarks.provenance import classifier_hash, toy_model_hash
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+FULL_RERUN = "concept-unlearn bench all --budget full --output-dir bench/results"
+
+
+def committed_results() -> list[Path]:
+    """bench/results/*.json that git tracks (every such file outside a git checkout)."""
+    try:
+        out = subprocess.run(["git", "ls-files", "--", "bench/results"], cwd=ROOT, capture_output=True, text=True,
+                             check=True).stdout.split()
+        files = [ROOT / f for f in out if f.endswith(".json") and "/" not in f[len("bench/results/"):]]
+    except (OSError, subprocess.CalledProcessError):
+        files = sorted(RESULTS.glob("*.json"))
+    return sorted(f for f in files if f.exists())
+
+
+def _is_real_size(path: Path) -> bool:
+    return path.name.startswith("real_size")
+
+
+def test_there_are_committed_results_to_check():
+    assert [p for p in committed_results() if not _is_real_size(p)], "no bench/results/*.json found"
+
+
+@pytest.mark.parametrize("path", [p for p in committed_results() if not _is_real_size(p)], ids=lambda p: p.name)
+def test_a_committed_result_records_the_installed_model_and_a_command(path):
+    data = json.loads(path.read_text())
+    for key, installed in (("model_hash", toy_model_hash()), ("classifier_hash", classifier_hash())):
+        assert key in data, (f"{path.name} does not record the {key} of what it scored; rerun it "
+                             f"({FULL_RERUN}) instead of publishing it")
+        assert data[key] == installed, (f"{path.name} was measured on another toy model or classifier "
+                                        f"({key} {data[key]}, installed {installed}): it is stale; rerun {FULL_RERUN}")
+    command = data.get("regenerate_command") or data.get("command")
+    assert command and command.startswith("concept-unlearn "), f"{path.name} records no concept-unlearn command"
+    words = shlex.split(command)
+    assert "--model" not in words and "--classifier" not in words, (
+        f"{path.name}: the command {command!r} scores another model than the installed one; record a "
+        "regenerate_command that runs on the installed model")
+    if data.get("produced_by") == summary.PRODUCED_BY:
+        assert data["budget"] == "full", f"{path.name} comes from a --budget {data['budget']} run: not results"
+
+
+@pytest.mark.parametrize("path", [p for p in committed_results() if _is_real_size(p)], ids=lambda p: p.name)
+def test_real_size_results_are_exempt_because_they_use_random_weights(path):
+    # bench real-size times an SD1.5-shaped UNet with random weights: there is no model file to hash.
+    # The exemption holds only for what that command writes.
+    data = json.loads(path.read_text())
+    assert data["command"].startswith("concept-unlearn bench real-size"), path.name
+    assert "model_hash" not in data and "unet_parameters" in data and data.get("weights", "random") == "random"
+
+
+def test_summary_is_generated_from_the_result_files():
+    path = RESULTS / summary.SUMMARY_FILE
+    if not path.exists():
+        pytest.skip(f"bench/results/SUMMARY.md does not exist yet: `{FULL_RERUN}` writes it")
+    assert path.read_text() == summary.render_summary(RESULTS), (
+        "bench/results/SUMMARY.md differs from what the result files give: rerun bench all, or regenerate it "
+        "with python -c 'from unlearn_core.research.benchmarks.summary import write_summary; "
+        "write_summary(\"bench/results\")'")
+
+
+def test_readme_results_block_is_generated_from_the_result_files():
+    missing = summary.missing_results(RESULTS)
+    if missing:
+        pytest.skip(f"bench all has not written {', '.join('bench/results/' + m for m in missing)} yet "
+                    f"(`{FULL_RERUN}`); until then the README's results block is not checked")
+    readme = (ROOT / "README.md").read_text()
+    assert summary.readme_block(readme) == summary.render_readme_block(RESULTS), (
+        "README.md's block between <!-- results:start --> and <!-- results:end --> differs from "
+        "summary.render_readme_block('bench/results'): paste the function's output there")

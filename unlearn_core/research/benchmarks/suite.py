@@ -1,0 +1,730 @@
+"""`concept-unlearn bench all`: the base-model, UNet, text-encoder and robustness benchmarks in one
+run, with one sampling configuration, several training seeds, 95% intervals and a cell cache.
+
+A **cell** is one unit of work whose result is stored on its own: one (method, scenario, training
+seed) trained and scored, or the base model scored on a benchmark's prompts. Each finished cell is
+written to the cell cache (`provenance.CellCache`) under a key made of the model's and
+classifier's hashes, the code version and the cell's settings, so a stopped run resumes where it
+stopped and a finished run is re-assembled from the cache in seconds. The result files are
+assembled from the cells only at the end.
+
+Scoring is the same everywhere: the shared `SamplingConfig` of the budget (the toy model's
+evaluation sampler), and image i of prompt p drawn from seed `eval_seed + index(p) * n + i`,
+where index(p) is the prompt's place in one fixed list of every prompt the benchmarks score
+(`PROMPTS`) and n the images per prompt: every image has its own seed, and the same prompt gets
+the same seeds in every model, so an unlearned model and the base model are compared image by
+image (paired differences). Training seeds change the training (its data, its random draws), never
+the evaluation images.
+
+Not drawn with the shared sampler: the images of the attacks (the robustness benchmark's attacks
+and the text-encoder benchmark's learned-token attack), which use `AttackConfig`'s sampler —
+recorded per row, with the reason (`ATTACK_SAMPLING_WHY`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ...atomic import atomic_file
+from ...masks import MaskConfig
+from ...sampling import SamplingConfig, sampler_settings
+from ..attacks import AttackConfig, concept_images, learned_token_attack, paraphrase_prompts, prompt_attack, run_attack
+from ..evaluation import concept_hits, draw_images, frechet_distance, reference_images
+from ..toyworld import captions
+from ..toyworld.concepts import OBJECT_BY_NAME, OBJECT_NAMES, STYLES, concept_kind
+from . import robustness as rob
+from . import stats
+from . import text_encoder as te
+from . import unet
+from .provenance import CellCache, classifier_hash, code_version, toy_model_hash
+from .summary import BENCHMARKS, PRODUCED_BY, SUMMARY_FILE  # noqa: F401  (one definition, in summary)
+
+FORMAT = 1
+#: the first evaluation seed of each benchmark (image seeds do not depend on the training seed)
+EVAL_SEEDS = {"base_model": 0, "unet": 1234, "text_encoder": 4321, "robustness": 2468}
+#: the attacks' seeds: concept k (its place in ATTACK_CONCEPTS) attacks with seed + 1000 * k
+ATTACK_SEEDS = {"text_encoder": 4321, "robustness": 0}
+ATTACK_CONCEPTS = tuple(OBJECT_NAMES) + tuple(STYLES)
+UNET_SCENARIOS = ("sequential", "style", "simultaneous")  # sequential -> rows seq3, seq6, seq10
+ROBUSTNESS_SCENARIOS = tuple(name for name, _ in rob.SCENARIOS)
+ATTACK_SAMPLING_WHY = (
+    "attack images are drawn with AttackConfig's sampler (the model's stored scheduler through "
+    "DiffusersAdapter.sample_latents, which takes the learned-token and soft-prompt embeddings); it "
+    "draws no per-step noise, so it stays seed-reproducible, and the attack budgets were set for it. "
+    "Image i of an attack on concept k starts from seed attack_seed + 1000 * k + i, the same for every "
+    "model, so attack rates are paired with the base model's too.")
+
+
+def _all_prompts() -> tuple[str, ...]:
+    prompts = [captions.object_prompt(o) for o in OBJECT_NAMES]
+    prompts += [captions.styled_prompt(o, s) for s in STYLES for o in OBJECT_NAMES]
+    for name in ATTACK_CONCEPTS:
+        prompts += paraphrase_prompts(name)
+    return tuple(dict.fromkeys(prompts))
+
+
+#: every prompt the benchmarks score with the shared sampler; a prompt's place fixes its image seeds
+PROMPTS = _all_prompts()
+PROMPT_INDEX = {p: i for i, p in enumerate(PROMPTS)}
+
+
+@dataclass
+class Budget:
+    """How much a `bench all` run measures. `full` is the published one; `quick` a smoke run of
+    every benchmark (1 training seed, few images, tiny training budgets: not results); `tiny` is
+    for tests (a few cells)."""
+
+    name: str
+    training_seeds: tuple[int, ...]
+    sampling: SamplingConfig  # the one sampler of every scored image (distinct_seeds=True)
+    paraphrase_images_per_prompt: int
+    benchmarks: tuple[str, ...] = BENCHMARKS
+    base_objects: tuple[str, ...] = tuple(OBJECT_NAMES)
+    base_styles: tuple[str, ...] = tuple(STYLES)
+    base_classifier_renders: int = 2000
+    unet: unet.UnetBenchConfig = field(default_factory=unet.UnetBenchConfig)
+    unet_scenarios: tuple[str, ...] = UNET_SCENARIOS
+    unet_data_steps: int = 20  # sampler steps of the training images the base model draws (as `bench unet`)
+    text_encoder: te.TextEncoderBenchConfig = field(default_factory=te.TextEncoderBenchConfig)
+    te_scenarios: tuple[str, ...] | None = None  # None: all of text_encoder.benchmark_scenarios
+    te_methods: tuple[str, ...] = ("few_shot_lora", "negated_ti")
+    robustness: rob.RobustnessBenchConfig = field(default_factory=rob.RobustnessBenchConfig)
+    robustness_scenarios: tuple[str, ...] = ROBUSTNESS_SCENARIOS
+
+    def __post_init__(self):
+        self.sampling = replace(self.sampling, distinct_seeds=True)
+        if self.paraphrase_images_per_prompt > self.sampling.images_per_prompt:
+            raise ValueError("paraphrase_images_per_prompt may not exceed the sampling's images_per_prompt "
+                             "(it spaces the image seeds)")
+        # the per-benchmark configs' own scoring fields say what this run scores with
+        self.unet.evaluation_sampling = sampler_settings(self.sampling)
+        self.unet.eval_images_per_prompt = self.unet.style_eval_images_per_prompt = self.sampling.images_per_prompt
+        self.text_encoder.evaluation_sampling = sampler_settings(self.sampling)
+        self.text_encoder.eval_images_per_prompt = self.sampling.images_per_prompt
+        self.text_encoder.paraphrase_images_per_prompt = self.paraphrase_images_per_prompt
+        self.robustness.retained_images_per_prompt = self.sampling.images_per_prompt
+        self.robustness.attack = replace(self.robustness.attack, seed=ATTACK_SEEDS["robustness"])
+        unknown = [b for b in self.benchmarks if b not in BENCHMARKS]
+        if unknown:
+            raise ValueError(f"unknown benchmark {unknown[0]!r}; choose from {', '.join(BENCHMARKS)}")
+
+    def settings(self) -> dict:
+        return json.loads(json.dumps(asdict(self), default=str))
+
+
+def make_budget(name: str) -> Budget:
+    """The `full`, `quick` or `tiny` budget."""
+    if name == "full":
+        return Budget("full", training_seeds=(0, 1, 2), sampling=SamplingConfig(images_per_prompt=16),
+                      paraphrase_images_per_prompt=16)
+    if name == "quick":
+        u = unet.UnetBenchConfig(steps_per_concept=4, images_per_concept=4, mask=MaskConfig(warmup_steps=2, update_interval=2),
+                                 measure_overhead=False)
+        t = te.TextEncoderBenchConfig(attack_steps=3)
+        t.method.ti_steps, t.method.steps, t.method.adversarial_steps, t.baseline.steps = 3, 3, 3, 3
+        r = rob.RobustnessBenchConfig()
+        r.apply_quick()
+        return Budget("quick", training_seeds=(0,), sampling=SamplingConfig(images_per_prompt=2, num_inference_steps=8),
+                      paraphrase_images_per_prompt=1, base_classifier_renders=200, unet=u, unet_data_steps=4,
+                      text_encoder=t, robustness=r)
+    if name == "tiny":
+        u = unet.UnetBenchConfig(methods=("dynamic_mask",), steps_per_concept=2, images_per_concept=2, batch_size=2,
+                                 mask=MaskConfig(warmup_steps=1, update_interval=1), measure_overhead=False)
+        t = te.TextEncoderBenchConfig(shots=2, attack_steps=2)
+        t.method.ti_steps, t.method.steps, t.method.adversarial_steps, t.method.batch_size = 2, 2, 2, 2
+        t.method.ti_batch_size = t.method.adversarial_batch_size = 2
+        r = rob.RobustnessBenchConfig(methods=("base", "dynamic_mask"), attacks=("words", "paraphrase"))
+        r.apply_quick()
+        return Budget("tiny", training_seeds=(0,), sampling=SamplingConfig(images_per_prompt=2, num_inference_steps=4),
+                      paraphrase_images_per_prompt=1, base_objects=("star", "circle"), base_styles=("striped",),
+                      base_classifier_renders=50, unet=u, unet_scenarios=("style",), unet_data_steps=2, text_encoder=t,
+                      te_scenarios=("single_star",), te_methods=("few_shot_lora",), robustness=r,
+                      robustness_scenarios=("style",))
+    raise ValueError(f"unknown budget {name!r}: choose full, quick or tiny")
+
+
+# ----------------------------------------------------------------------------------------- scoring
+
+@dataclass
+class Scorer:
+    """Draws and classifies images of named concepts with the shared sampler and fixed seeds."""
+
+    classifier: object
+    sampling: SamplingConfig
+    eval_seed: int
+
+    def seeds(self, prompt: str, n: int) -> list[int]:
+        if prompt not in PROMPT_INDEX:
+            raise ValueError(f"prompt {prompt!r} is not in suite.PROMPTS: add it there so it gets its own seeds")
+        stride = self.sampling.images_per_prompt
+        return [self.eval_seed + PROMPT_INDEX[prompt] * stride + i for i in range(n)]
+
+    def score(self, pipe, sets: list[tuple[str, list[str], int]], erased: tuple[str, ...] = (),
+              fid_concepts: tuple[str, ...] = ()) -> dict:
+        """{concept: {"hits", "coherent" (erased objects), "predicted"}, "toy_fid"}: `sets` are
+        (concept, prompts, images per prompt); hits[j] is 1 if image j shows the concept."""
+        from ..toyworld.classifier import predict
+
+        jobs = [(p, s) for _, prompts, n in sets for p in prompts for s in self.seeds(p, n)]
+        pred = predict(self.classifier, draw_images(pipe, jobs, self.sampling))
+        out: dict = {"concepts": {}}
+        features, start = {}, 0
+        for concept, prompts, n in sets:
+            sl = slice(start, start + len(prompts) * n)
+            start = sl.stop
+            objects = pred.object[sl]
+            sub = dataclasses.replace(pred, object=objects, superclass=pred.superclass[sl], colour=pred.colour[sl],
+                                      style=pred.style[sl], object_confidence=pred.object_confidence[sl],
+                                      features=pred.features[sl])
+            entry = {"hits": [int(h) for h in concept_hits(sub, concept)],
+                     "predicted": {o: objects.count(o) for o in sorted(set(objects))}}
+            if concept in erased and concept_kind(concept) == "object":
+                sup = OBJECT_BY_NAME[concept].superclass
+                entry["coherent"] = [int(s == sup and o != concept) for s, o in zip(sub.superclass, objects)]
+            out["concepts"][concept] = entry
+            features[concept] = sub.features
+        if fid_concepts:
+            gen = np.concatenate([features[c] for c in fid_concepts])
+            ref = reference_images(list(fid_concepts), max(2, len(gen) // len(fid_concepts)))
+            out["toy_fid"] = float(frechet_distance(gen, predict(self.classifier, ref).features))
+        return out
+
+
+def object_set(name: str, n: int) -> tuple[str, list[str], int]:
+    return name, [captions.object_prompt(name)], n
+
+
+def word_set(name: str, n: int) -> tuple[str, list[str], int]:
+    """An object's plain prompt, or a style's 16 styled prompts."""
+    return name, te.word_prompts(name), n
+
+
+def attack_seed(benchmark: str, concept: str) -> int:
+    return ATTACK_SEEDS[benchmark] + 1000 * ATTACK_CONCEPTS.index(concept)
+
+
+def image_hits(classifier, images, concept: str) -> list[int]:
+    from ..toyworld.classifier import predict
+
+    return [int(h) for h in concept_hits(predict(classifier, images), concept)]
+
+
+# ------------------------------------------------------------------------------------------ runner
+
+class Runner:
+    """Runs the cells of one budget, each from the cache if it is there."""
+
+    def __init__(self, budget: Budget, pipe, classifier, cache: CellCache, provenance: dict, log=print):
+        self.budget, self.pipe, self.classifier, self.cache, self.log = budget, pipe, classifier, cache, log
+        self.provenance = provenance
+        self.counts = {"cached": 0, "computed": 0}
+        self.cell_seconds: list[dict] = []
+        self.used: dict[str, list[dict]] = {}  # benchmark -> the cells its file is assembled from
+        self._unet_data: dict[int, dict] = {}
+        self._rob_trainers: dict[int, rob._Trainer] = {}
+
+    def scorer(self, benchmark: str) -> Scorer:
+        return Scorer(self.classifier, self.budget.sampling, EVAL_SEEDS[benchmark])
+
+    def cell(self, benchmark: str, method: str, scenario: str, seed: int | None, settings: dict,
+             compute: Callable[[], dict]) -> dict:
+        cell = {"benchmark": benchmark, "method": method, "scenario": scenario}
+        if seed is not None:
+            cell["seed"] = seed
+        key = {"cell": cell, "settings": json.loads(json.dumps(settings, default=str)),
+               "sampling": asdict(self.budget.sampling), "eval_seed": EVAL_SEEDS[benchmark], **self.provenance}
+        label = f"{benchmark} {method} {scenario}" + ("" if seed is None else f" seed {seed}")
+        found = self.cache.get(key)
+        if found is not None:
+            self.counts["cached"] += 1
+            self.log(f"[cached]   {label}")
+            self.used.setdefault(benchmark, []).append(found)
+            return found
+        import torch
+
+        self.log(f"[start]    {label}")
+        t0, cpu0 = time.time(), time.process_time()
+        result = compute()
+        # wall time depends on what else runs; CPU time (all threads) estimates a quiet machine's
+        result["cell_seconds"], result["cell_cpu_seconds"] = time.time() - t0, time.process_time() - cpu0
+        result["torch_threads"] = torch.get_num_threads()
+        result = json.loads(json.dumps(result, default=_plain))  # what the cache holds: the same numbers either way
+        path = self.cache.put(key, result)
+        self.counts["computed"] += 1
+        self.cell_seconds.append({"cell": label, "seconds": result["cell_seconds"], "cpu_seconds": result["cell_cpu_seconds"]})
+        self.log(f"[computed] {label} in {result['cell_seconds']:.0f}s ({result['cell_cpu_seconds']:.0f}s CPU) -> {path}")
+        self.used.setdefault(benchmark, []).append(result)
+        return result
+
+    def compute_seconds(self, benchmark: str) -> dict:
+        """What the cells of a benchmark cost when they were computed (wall and CPU seconds)."""
+        cells = self.used.get(benchmark, [])
+        return {"cells": len(cells), "wall": sum(c.get("cell_seconds", 0.0) for c in cells),
+                "cpu": sum(c.get("cell_cpu_seconds", 0.0) for c in cells),
+                "torch_threads": sorted({c.get("torch_threads") for c in cells if c.get("torch_threads")})}
+
+    # ------------------------------------------------------------------------------ base model
+    def base_model(self) -> dict:
+        b = self.budget
+        n = b.sampling.images_per_prompt
+        scorer = self.scorer("base_model")
+        settings = {"objects": list(b.base_objects), "classifier_renders": b.base_classifier_renders}
+
+        def objects():
+            from ..toyworld.classifier import held_out_accuracy
+
+            scored = scorer.score(self.pipe, [object_set(o, n) for o in b.base_objects],
+                                  fid_concepts=tuple(b.base_objects))
+            scored["classifier"] = held_out_accuracy(self.classifier, n=b.base_classifier_renders)
+            return scored
+
+        def styles():
+            return scorer.score(self.pipe, [(s, [captions.styled_prompt(o, s) for o in OBJECT_NAMES], n)
+                                            for s in b.base_styles])
+
+        return {"objects": self.cell("base_model", "base", "objects", None, settings, objects),
+                "styles": self.cell("base_model", "base", "styles", None, {"styles": list(b.base_styles)}, styles)}
+
+    # ------------------------------------------------------------------------------------ unet
+    def unet_erased(self, scenario: str) -> tuple[tuple[str, ...], ...]:
+        """The erased concepts scored by a scenario's rows (one tuple per row)."""
+        if scenario == "sequential":
+            return tuple(unet.SEQ10[:k] for k in (3, 6, 10))
+        if scenario == "style":
+            return ((unet.STYLE[0],),)
+        return (tuple(unet.SIMULTANEOUS),)
+
+    def unet_scoring_sets(self, erased: tuple[str, ...]):
+        n = self.budget.sampling.images_per_prompt
+        return [word_set(c, n) for c in erased] + [object_set(o, n) for o in unet.RETAINED]
+
+    def unet_data(self, seed: int, names: tuple[str, ...] = ()) -> dict:
+        """The training data of `seed` (the `bench unet` recipe: concept i of SEQ10 + SIMULTANEOUS +
+        the style from seed `seed * 1000 + 17 * i`), each concept's generated on first use."""
+        from ...adapters.diffusers_adapter import DiffusersAdapter
+        from ...training_data import prepare_concept_data, prepare_retain_data
+
+        if seed not in self._unet_data:
+            adapter = DiffusersAdapter(self.pipe)
+            concepts = {n: unet.object_concept(n) for n in dict.fromkeys(unet.SEQ10 + unet.SIMULTANEOUS)}
+            concepts[unet.STYLE[0]] = unet.style_concept()
+            retain_prompts = [captions.object_prompt(o) for o in unet.RETAINED]
+            retain = prepare_retain_data(adapter, retain_prompts, 4, seed=seed * 1000 + 999,
+                                         steps=self.budget.unet_data_steps)
+            self._unet_data[seed] = {"adapter": adapter, "concepts": concepts, "data": {}, "retain": retain,
+                                     "retain_prompts": retain_prompts}
+        d = self._unet_data[seed]
+        order = list(d["concepts"])
+        todo = [n for n in names if n not in d["data"]]
+        t0 = time.time()
+        for name in todo:
+            d["data"][name] = prepare_concept_data(d["adapter"], d["concepts"][name], self.budget.unet.images_per_concept,
+                                                   seed=seed * 1000 + 17 * order.index(name),
+                                                   steps=self.budget.unet_data_steps)
+        if todo:
+            self.log(f"unet training data of seed {seed} for {', '.join(todo)} generated in {time.time() - t0:.0f}s")
+        return d
+
+    def unet_base(self) -> dict:
+        erased = tuple(dict.fromkeys(c for sc in self.budget.unet_scenarios for row in self.unet_erased(sc)
+                                     for c in row))
+        scorer = self.scorer("unet")
+        return self.cell("unet", "base", "all", None, {"erased": list(erased), "retained": list(unet.RETAINED)},
+                         lambda: scorer.score(self.pipe, self.unet_scoring_sets(erased), erased, tuple(unet.RETAINED)))
+
+    def unet_cell(self, method: str, scenario: str, seed: int) -> dict:
+        cfg = replace(self.budget.unet, seed=seed)
+        mode = "simultaneous" if scenario == "simultaneous" else "sequential"
+        trainer_cfg = cfg.trainer_config(method, mode)
+        settings = {"trainer": asdict(trainer_cfg), "retain_images_per_prompt": 4, "data_steps": self.budget.unet_data_steps}
+        scorer = self.scorer("unet")
+
+        def compute():
+            from ...concept_set import ConceptSet
+            from ...unet_unlearning import unlearn_unet
+            from ...weights_io import merge_unet_deltas
+            from .memory import PeakMemory
+
+            rows = self.unet_erased(scenario)
+            names = rows[-1]
+            d = self.unet_data(seed, names)
+            cs = ConceptSet([d["concepts"][n] for n in names], d["retain_prompts"])
+            snapshots = {}
+
+            def snapshot(erased, deltas):
+                if tuple(erased) in rows:
+                    snapshots[tuple(erased)] = deltas
+
+            with PeakMemory() as mem:
+                result = unlearn_unet(d["adapter"], cs, cfg.trainer_config(method, mode),
+                                      data=[d["data"][n] for n in names], retain=d["retain"],
+                                      on_phase_end=snapshot if mode == "sequential" else None)
+            if mode == "simultaneous":
+                snapshots[names] = result.deltas
+            out = {"rows": {}}
+            for erased in rows:
+                merged = merge_unet_deltas(self.pipe, snapshots[erased])
+                scored = scorer.score(merged, self.unet_scoring_sets(erased), erased, tuple(unet.RETAINED))
+                if mode == "sequential":
+                    secs = sum(r["seconds"] for r in result.stats if r["concept"] in erased) / len(erased)
+                else:
+                    secs = sum(r["seconds"] for r in result.stats) / len(erased)
+                scored.update(erased=list(erased), seconds_per_concept=secs, seconds_per_step=result.seconds_per_step,
+                              peak_memory_mb=mem.peak_mb)
+                out["rows"][row_scenario(scenario, erased)] = scored
+                del merged
+            return out
+
+        return self.cell("unet", method, scenario, seed, settings, compute)
+
+    def unet_overhead(self) -> dict:
+        cfg = replace(self.budget.unet, seed=self.budget.training_seeds[0])
+
+        def compute():
+            d = self.unet_data(cfg.seed, (unet.SEQ10[0],))
+            return unet.measure_mask_overhead(d["adapter"], d["concepts"], d["data"], d["retain"], d["retain_prompts"],
+                                              cfg, self.log)
+
+        return self.cell("unet", "overhead", "mask", None,
+                         {"steps": cfg.overhead_steps, "repeats": cfg.overhead_repeats, "data_steps": self.budget.unet_data_steps,
+                          "trainer": asdict(cfg.trainer_config("dynamic_mask"))}, compute)
+
+    # ---------------------------------------------------------------------------- text encoder
+    def te_scenarios(self) -> list[tuple[str, list[str], bool, dict]]:
+        every = te.benchmark_scenarios(self.budget.text_encoder)
+        wanted = self.budget.te_scenarios
+        if wanted is not None:
+            unknown = set(wanted) - {s[0] for s in every}
+            if unknown:
+                raise ValueError(f"unknown text-encoder scenario {sorted(unknown)[0]!r}")
+        return [s for s in every if wanted is None or s[0] in wanted]
+
+    def te_measure(self, pipe, names: tuple[str, ...]) -> dict:
+        b, cfg = self.budget, self.budget.text_encoder
+        n = b.sampling.images_per_prompt
+        scorer = self.scorer("text_encoder")
+        words = scorer.score(pipe, [word_set(c, n) for c in names])["concepts"]
+        para = scorer.score(pipe, [(c, paraphrase_prompts(c), b.paraphrase_images_per_prompt) for c in names])["concepts"]
+        token = {}
+        for c in names:
+            attack = replace(self.te_attack(), seed=attack_seed("text_encoder", c))
+            shots = concept_images(c, cfg.shots, seed=attack.seed + 7)  # the attacker's images: fixed across seeds
+            r = learned_token_attack(pipe, self.classifier, c, shots, attack)
+            token[c] = {"hits": image_hits(self.classifier, r.images, c)}
+        retained = scorer.score(pipe, [object_set(o, n) for o in te.RETAINED], fid_concepts=tuple(te.RETAINED))
+        return {"words": words, "paraphrase": para, "learned_token": token, "retained": retained["concepts"],
+                "toy_fid": retained["toy_fid"]}
+
+    def te_attack(self) -> AttackConfig:
+        """The learned-token attack of the text-encoder benchmark: its budget, with the robustness
+        benchmark's attack sampler (one attack sampler in the whole run)."""
+        cfg, shared = self.budget.text_encoder, self.budget.robustness.attack
+        return AttackConfig(images=self.budget.sampling.images_per_prompt, sampling_steps=shared.sampling_steps,
+                            guidance_scale=shared.guidance_scale, token_steps=cfg.attack_steps,
+                            token_lr=cfg.method.ti_lr, sample_batch=shared.sample_batch)
+
+    def te_base(self) -> dict:
+        names = tuple(dict.fromkeys(c for _, ns, _, _ in self.te_scenarios() for c in ns))
+        cfg = self.budget.text_encoder
+        return self.cell("text_encoder", "base", "all", None,
+                         {"concepts": list(names), "shots": cfg.shots, "attack": asdict(self.te_attack()),
+                          "paraphrase_images_per_prompt": self.budget.paraphrase_images_per_prompt},
+                         lambda: self.te_measure(self.pipe, names))
+
+    def te_cell(self, method: str, scenario: tuple, seed: int) -> dict:
+        name, names, sibling, overrides = scenario
+        cfg = self.budget.text_encoder
+        every = list(dict.fromkeys(c for _, ns, _, _ in te.benchmark_scenarios(cfg) for c in ns))
+        method_cfg = replace(cfg.method, seed=seed, **overrides)
+        baseline_cfg = replace(cfg.baseline, seed=seed)
+        settings = {"names": names, "sibling_anchor": sibling, "shots": cfg.shots, "shots_seed": [seed * 100 + 31 * every.index(c) for c in names],
+                    "method": asdict(method_cfg) if method == "few_shot_lora" else asdict(baseline_cfg),
+                    "attack": asdict(self.te_attack()), "paraphrase_images_per_prompt": self.budget.paraphrase_images_per_prompt}
+
+        def compute():
+            from ...adapters.clip_text_adapter import ClipTextAdapter
+            from ...adapters.diffusers_adapter import DiffusersAdapter
+            from ...concept_set import ConceptSet
+            from ...text_encoder_unlearning import forget_text_encoder, merge_text_encoder_deltas, negated_ti_forget
+
+            concepts = [te.few_shot_concept(c, cfg.shots, seed=seed * 100 + 31 * every.index(c)) for c in names]
+            erased = [te.with_sibling_anchor(c) if sibling else c for c in concepts]
+            cs = ConceptSet(erased, [captions.object_prompt(o) for o in te.RETAINED])
+            ua = DiffusersAdapter(self.pipe)
+            ta = ClipTextAdapter(self.pipe.tokenizer, self.pipe.text_encoder, clip_skip=cfg.method.clip_skip)
+            if method == "few_shot_lora":
+                result = forget_text_encoder(ta, ua, cs, method_cfg)
+                deltas, secs = result.deltas(), result.seconds_per_concept
+            else:
+                deltas, secs = negated_ti_forget(ta, ua, cs, baseline_cfg)
+            merged = merge_text_encoder_deltas(self.pipe, deltas)
+            out = self.te_measure(merged, tuple(names))
+            out["seconds_per_concept"] = secs
+            out["anchor"] = ({c.name: c.superclass_text or c.superclass for c in erased}
+                             if method == "few_shot_lora" else None)
+            return out
+
+        return self.cell("text_encoder", method, name, seed, settings, compute)
+
+    # ------------------------------------------------------------------------------ robustness
+    def rob_trainer(self, seed: int) -> rob._Trainer:
+        if seed not in self._rob_trainers:
+            self._rob_trainers[seed] = rob._Trainer(self.pipe, replace(self.budget.robustness, seed=seed), self.log)
+        return self._rob_trainers[seed]
+
+    def rob_measure(self, model, names: tuple[str, ...]) -> dict:
+        cfg = self.budget.robustness
+        n = self.budget.sampling.images_per_prompt
+        retained = self.scorer("robustness").score(model, [object_set(o, n) for o in te.RETAINED])["concepts"]
+        attacks: dict[str, dict] = {a: {} for a in cfg.attacks}
+        for c in names:
+            acfg = replace(cfg.attack, seed=attack_seed("robustness", c))
+            for a in cfg.attacks:
+                r = (prompt_attack(model, self.classifier, c, te.word_prompts(c), acfg, "words") if a == "words"
+                     else run_attack(a, model, self.classifier, c, acfg))
+                attacks[a][c] = {"hits": image_hits(self.classifier, r.images, c)}
+        return {"retained": retained, "attacks": attacks}
+
+    def rob_cell(self, method: str, scenario: str, seed: int | None) -> dict:
+        names = dict(rob.SCENARIOS)[scenario]
+        cfg = replace(self.budget.robustness, seed=seed or 0)
+        settings = {"names": list(names), "attacks": list(cfg.attacks), "attack": asdict(cfg.attack)}
+        if method == rob.TEXT_ENCODER_METHOD:
+            settings["text_encoder"] = asdict(cfg.text_encoder)
+        elif method != "base":
+            settings["trainer"] = asdict(cfg.unet_config(method))
+            settings["data"] = {"images_per_concept": cfg.unet_images_per_concept,
+                                "retain_images_per_prompt": cfg.unet_retain_images_per_prompt,
+                                "sampling_steps": cfg.attack.sampling_steps}
+
+        def compute():
+            if method == "base":
+                return self.rob_measure(self.pipe, names)
+            model, train_seconds = self.rob_trainer(seed).unlearned(method, names)
+            out = self.rob_measure(model, names)
+            out["train_seconds"] = train_seconds
+            return out
+
+        return self.cell("robustness", method, scenario, seed, settings, compute)
+
+
+def _plain(value):
+    """numpy scalars as Python numbers for JSON; anything else is an error."""
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"a cell result holds a {type(value).__name__}, which JSON cannot store")
+
+
+def row_scenario(scenario: str, erased: tuple[str, ...]) -> str:
+    return f"seq{len(erased)}" if scenario == "sequential" else scenario
+
+
+# -------------------------------------------------------------------------------------- assembling
+
+def _hits(entries: dict, concepts) -> list[int]:
+    return [h for c in concepts for h in entries[c]["hits"]]
+
+
+def _coherent(entries: dict, concepts) -> list[int]:
+    return [h for c in concepts if "coherent" in entries[c] for h in entries[c]["coherent"]]
+
+
+def per_concept(entries: list[dict], concepts) -> dict[str, dict]:
+    """{concept: rate with interval} from one {concept: {"hits"}} dict per training seed."""
+    return {c: stats.rate_interval([e[c]["hits"] for e in entries]) for c in concepts}
+
+
+def rate_block(per_seed: list[list[int]], base: list[int] | None) -> dict:
+    """A rate with its interval, the base model's on the same images, and the paired difference."""
+    out = {"value": stats.rate_interval(per_seed)}
+    if base is not None:
+        out["base"] = stats.rate_interval([base])
+        out["delta_vs_base"] = stats.paired_difference(per_seed, [base] * len(per_seed))
+    return out
+
+
+def assemble_base_model(cells: dict, budget: Budget) -> dict:
+    objects, styles = cells["objects"], cells["styles"]
+    obj = {o: stats.rate_interval([objects["concepts"][o]["hits"]]) for o in budget.base_objects}
+    sty = {s: stats.rate_interval([styles["concepts"][s]["hits"]]) for s in budget.base_styles}
+    return {
+        "object_accuracy": {o: v["mean"] for o, v in obj.items()},
+        "object_accuracy_interval": obj,
+        "object_accuracy_mean": stats.rate_interval([_hits(objects["concepts"], budget.base_objects)]),
+        "style_accuracy": {s: v["mean"] for s, v in sty.items()},
+        "style_accuracy_interval": sty,
+        "style_accuracy_mean": stats.rate_interval([_hits(styles["concepts"], budget.base_styles)]),
+        "classifier_accuracy": objects["classifier"],
+        "toy_fid": objects["toy_fid"],
+        "predicted_objects": {o: objects["concepts"][o]["predicted"] for o in budget.base_objects},
+        "images_per_prompt": budget.sampling.images_per_prompt,
+        "styled_prompts": len(OBJECT_NAMES) * len(budget.base_styles),
+    }
+
+
+def assemble_unet(base: dict, cells: dict, overhead: dict | None, budget: Budget) -> dict:
+    """cells[(method, scenario)] = [cell of each training seed]."""
+    bc = base["concepts"]
+    rows = []
+    for (method, scenario), per_seed in cells.items():
+        for row_name in per_seed[0]["rows"]:
+            scored = [c["rows"][row_name] for c in per_seed]
+            erased = scored[0]["erased"]
+            coherent = [_coherent(s["concepts"], erased) for s in scored]
+            rows.append({
+                "method": method, "scenario": row_name, "erased": erased, "seeds": list(budget.training_seeds),
+                "residual_accuracy": rate_block([_hits(s["concepts"], erased) for s in scored], _hits(bc, erased)),
+                "residual_accuracy_per_concept": per_concept([s["concepts"] for s in scored], erased),
+                "retained_accuracy": rate_block([_hits(s["concepts"], unet.RETAINED) for s in scored],
+                                                _hits(bc, unet.RETAINED)),
+                "retained_accuracy_per_object": per_concept([s["concepts"] for s in scored], unet.RETAINED),
+                "superclass_coherence": stats.rate_interval(coherent) if all(coherent) else None,
+                "toy_fid": stats.mean_interval([s["toy_fid"] for s in scored]), "base_toy_fid": base["toy_fid"],
+                "seconds_per_concept": float(np.mean([s["seconds_per_concept"] for s in scored])),
+                "seconds_per_step": float(np.mean([s["seconds_per_step"] for s in scored])),
+                "peak_memory_mb": float(np.mean([s["peak_memory_mb"] for s in scored])),
+            })
+    out = {"rows": rows, "retained_objects": list(unet.RETAINED)}
+    if overhead is not None:
+        out["mask_overhead"] = {k: v for k, v in overhead.items()
+                                if k not in ("cell_seconds", "cell_cpu_seconds", "torch_threads")}
+    return out
+
+
+def assemble_text_encoder(base: dict, cells: dict, budget: Budget, pipe_scheduler: str) -> dict:
+    rows = []
+    for (method, scenario), per_seed in cells.items():
+        names = list(per_seed[0]["words"].keys())
+        row = {"method": method, "scenario": scenario, "erased": names, "seeds": list(budget.training_seeds),
+               "anchor": per_seed[0]["anchor"]}
+        for metric in ("words", "paraphrase", "learned_token"):
+            row[f"residual_{metric}"] = rate_block([_hits(c[metric], names) for c in per_seed], _hits(base[metric], names))
+            row[f"residual_{metric}_per_concept"] = per_concept([c[metric] for c in per_seed], names)
+        row["retained_accuracy"] = rate_block([_hits(c["retained"], te.RETAINED) for c in per_seed],
+                                              _hits(base["retained"], te.RETAINED))
+        row["toy_fid"] = stats.mean_interval([c["toy_fid"] for c in per_seed])
+        row["base_toy_fid"] = base["toy_fid"]
+        row["seconds_per_concept"] = float(np.mean([c["seconds_per_concept"] for c in per_seed]))
+        row["sampling"] = {"words, paraphrase, retained": "shared",
+                           "learned_token": attack_sampling(budget.robustness.attack, pipe_scheduler,
+                                                            images=budget.sampling.images_per_prompt)}
+        rows.append(row)
+    return {"rows": rows, "retained_objects": list(te.RETAINED)}
+
+
+def attack_sampling(attack: AttackConfig, scheduler: str, images: int | None = None) -> dict:
+    return {"sampler": f"the model's stored scheduler ({scheduler})", "num_inference_steps": attack.sampling_steps,
+            "guidance_scale": attack.guidance_scale, "images_per_concept": images or attack.images,
+            "why_not_shared": ATTACK_SAMPLING_WHY}
+
+
+def assemble_robustness(base: dict, cells: dict, budget: Budget, pipe_scheduler: str) -> dict:
+    """base[scenario] = the base model's cell; cells[(method, scenario)] = [cell per seed]."""
+    cfg = budget.robustness
+    rows = []
+    for method in cfg.methods:
+        for scenario in budget.robustness_scenarios:
+            b = base[scenario]
+            per_seed = [b] if method == "base" else cells[(method, scenario)]
+            names = list(dict(rob.SCENARIOS)[scenario])
+            retained = rate_block([_hits(c["retained"], te.RETAINED) for c in per_seed], _hits(b["retained"], te.RETAINED))
+            for attack in cfg.attacks:
+                rows.append({
+                    "method": method, "scenario": scenario, "erased": names, "attack": attack,
+                    "seeds": [] if method == "base" else list(budget.training_seeds),
+                    "attack_success_rate": rate_block([_hits(c["attacks"][attack], names) for c in per_seed],
+                                                      _hits(b["attacks"][attack], names)),
+                    "per_concept": per_concept([s["attacks"][attack] for s in per_seed], names),
+                    "retained_accuracy": retained,
+                    "train_seconds": float(np.mean([c.get("train_seconds", 0.0) for c in per_seed])),
+                    "sampling": {"retained": "shared", "attack": attack_sampling(cfg.attack, pipe_scheduler)},
+                })
+    return {"rows": rows, "retained_objects": list(te.RETAINED)}
+
+
+# ------------------------------------------------------------------------------------------ the run
+
+def run_all(budget: Budget, pipe, classifier, cache: CellCache, output_dir: str | Path, command: str,
+            model_hash: str, classifier_hash_: str, log=print) -> dict:
+    """Run (or take from the cache) every cell of `budget`, then write <output_dir>/<benchmark>.json
+    for each benchmark and SUMMARY.md. Returns {"files": [...], "counts": {...}, "cells": [...]}."""
+    from .summary import write_summary
+
+    provenance = {"model_hash": model_hash, "classifier_hash": classifier_hash_, "code": code_version()}
+    runner = Runner(budget, pipe, classifier, cache, provenance, log)
+    scheduler = type(pipe.scheduler).__name__
+    t0 = time.time()
+    results: dict[str, dict] = {}
+    if "base_model" in budget.benchmarks:
+        results["base_model"] = assemble_base_model(runner.base_model(), budget)
+    if "unet" in budget.benchmarks:
+        base = runner.unet_base()
+        cells = {(m, sc): [runner.unet_cell(m, sc, s) for s in budget.training_seeds]
+                 for m in budget.unet.methods for sc in budget.unet_scenarios}
+        overhead = runner.unet_overhead() if budget.unet.measure_overhead else None
+        results["unet"] = assemble_unet(base, cells, overhead, budget)
+    if "text_encoder" in budget.benchmarks:
+        base = runner.te_base()
+        cells = {}
+        for scenario in runner.te_scenarios():
+            for m in te.scenario_methods(scenario[2], scenario[3]):
+                if m in budget.te_methods:
+                    cells[(m, scenario[0])] = [runner.te_cell(m, scenario, s) for s in budget.training_seeds]
+        results["text_encoder"] = assemble_text_encoder(base, cells, budget, scheduler)
+    if "robustness" in budget.benchmarks:
+        base = {sc: runner.rob_cell("base", sc, None) for sc in budget.robustness_scenarios}
+        cells = {(m, sc): [runner.rob_cell(m, sc, s) for s in budget.training_seeds]
+                 for m in budget.robustness.methods if m != "base" for sc in budget.robustness_scenarios}
+        results["robustness"] = assemble_robustness(base, cells, budget, scheduler)
+
+    output_dir = Path(output_dir)
+    files = []
+    header = {"command": command, "produced_by": PRODUCED_BY, "format": FORMAT, "budget": budget.name,
+              "model_hash": model_hash, "classifier_hash": classifier_hash_, "code": provenance["code"],
+              "sampling": asdict(budget.sampling), "training_seeds": list(budget.training_seeds),
+              "interval": "95%: Clopper-Pearson where only images vary (base model, one training seed), else a "
+                          "bootstrap over training seeds, then images within seed; deltas are paired differences "
+                          "(same prompts and image seeds) with a paired bootstrap",
+              "settings": budget.settings()}
+    for name, result in results.items():
+        path = output_dir / f"{name}.json"
+        write_json(path, {**header, "benchmark": name, "eval_seed": EVAL_SEEDS[name],
+                          "compute_seconds": runner.compute_seconds(name), **result})
+        files.append(path)
+    files.append(write_summary(output_dir))
+    seconds = time.time() - t0
+    log(f"bench all ({budget.name}): {runner.counts['computed']} cells computed, {runner.counts['cached']} from the "
+        f"cache, {seconds:.0f}s; wrote {', '.join(str(f) for f in files)}")
+    return {"files": [str(f) for f in files], "counts": runner.counts, "cells": runner.cell_seconds, "seconds": seconds}
+
+
+def write_json(path: str | Path, data: dict) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        tmp.chmod(0o644)
+
+
+def bench_all(budget: str | Budget = "full", output_dir: str | Path = "bench/results", cache_dir: str | Path | None = None,
+              command: str = "", model: str | Path | None = None, classifier: str | Path | None = None,
+              benchmarks: tuple[str, ...] | None = None, log=print) -> dict:
+    """The whole `bench all` command: load the toy model and classifier, run, write."""
+    from ..toyworld.assets import load_toy_classifier, load_toy_pipeline
+    from .provenance import default_cache_dir
+
+    budget = make_budget(budget) if isinstance(budget, str) else budget
+    if benchmarks:
+        budget = replace(budget, benchmarks=tuple(b.replace("-", "_") for b in benchmarks))
+    cache = CellCache(cache_dir or default_cache_dir())
+    cache.remove_stale_partials()
+    log(f"bench all: budget {budget.name}, cell cache {cache.root}")
+    return run_all(budget, load_toy_pipeline(model), load_toy_classifier(classifier), cache, output_dir, command,
+                   toy_model_hash(model), classifier_hash(classifier), log)
