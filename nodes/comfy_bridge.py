@@ -2,8 +2,9 @@
 
 `ComfyDenoiserAdapter` implements the `DenoiserAdapter` protocol (unlearn_core/protocol.py) for a
 ComfyUI ModelPatcher, so `unlearn_unet(...)` runs through it unchanged, and
-`ComfyClipTextAdapter` gives the few-shot text-encoder method the same differentiable encoder
-interface as `unlearn_core.adapters.clip_text_adapter.ClipTextAdapter`.
+`ComfyClipTextAdapter` implements `TextEncoderAdapter` for a ComfyUI CLIP, the differentiable
+encoder the few-shot text-encoder method is written against (as `ClipTextAdapter` does for
+transformers).
 
 Facts about ComfyUI this relies on (docs/architecture.md, "ComfyUI facts the bridge relies on"):
 - nodes run inside `torch.inference_mode()`: the loaded weights are inference tensors. The
@@ -42,15 +43,11 @@ import comfy.model_base
 import comfy.model_management
 import comfy.model_sampling
 
-from ..unlearn_core.adapters.clip_text_adapter import PLACEHOLDER
-from ..unlearn_core.protocol import eps_from_prediction
+from ..unlearn_core.protocol import PLACEHOLDER, eps_from_prediction
 
 
 class BridgeError(ValueError):
     """A MODEL/CLIP/VAE this bridge cannot train on; the message says why."""
-
-    # shown by ComfyUI as the error's type: the pack's name instead of its folder path (see ConceptSetError)
-    __module__ = "comfyui-concept-unlearn"
 
     # shown by ComfyUI as the error's type: the pack's name instead of its folder path (see ConceptSetError)
     __module__ = "comfyui-concept-unlearn"
@@ -322,13 +319,14 @@ class ComfyDenoiserAdapter:
         return self.base_model.process_latent_in(samples)
 
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
-        """Latents in the denoiser's space -> IMAGE [B, H, W, C] in [0, 1]."""
+        """Latents in the denoiser's space -> Nx3xHxW images in [0, 1], as the protocol says
+        (ComfyUI's IMAGE layout [B, H, W, C] is this permuted by (0, 2, 3, 1))."""
         if self.vae is None:
             raise BridgeError("no VAE to decode images with")
         raw = self.base_model.process_latent_out(latents.detach().float())
         with torch.inference_mode(True):
             images = self.vae.decode(raw)
-        return detached_copy(images).clamp(0, 1)
+        return detached_copy(images)[..., :3].permute(0, 3, 1, 2).clamp(0, 1)
 
 
 def patched_model(model, deltas: dict[str, torch.Tensor], prefix: str = "diffusion_model."):
@@ -428,9 +426,10 @@ def single_text_encoder_name(clip) -> str:
 
 
 class ComfyClipTextAdapter:
-    """Differentiable prompt encoding through a ComfyUI CLIP (SD1.x 'clip_l' / SD2.x 'clip_h'),
-    with the same interface as unlearn_core's ClipTextAdapter: `encode(prompts, weights,
-    token_vectors)`, `final_layer_names`, `weights()`, `token_embedding`, `word_embedding`.
+    """Differentiable prompt encoding through a ComfyUI CLIP (SD1.x 'clip_l' / SD2.x 'clip_h'): the
+    TextEncoderAdapter protocol (unlearn_core/protocol.py), as unlearn_core's ClipTextAdapter:
+    `encode(prompts, weights, token_vectors)`, `final_layer_names`, `weights()`, `token_embedding`,
+    `word_embedding`.
 
     Weight names are relative to the encoder (`clip_l`): 'transformer.text_model.encoder.layers.11.mlp.fc1.weight';
     the CLIP patcher key is '<clip_name>.' + name. Use inside `training_mode()` and

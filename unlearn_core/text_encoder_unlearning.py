@@ -35,10 +35,10 @@ import torch
 import torch.nn.functional as F
 
 from . import __version__
-from .adapters.clip_text_adapter import PLACEHOLDER, ClipTextAdapter
 from .concept_set import ConceptSet, ConceptSetError
 from .configs import TextEncoderForgetConfig
 from .metadata import redact_concept_names
+from .protocol import PLACEHOLDER, DenoiserAdapter, TextEncoderAdapter
 from .training_data import check_latents, user_latents
 from .unet_unlearning import UnlearnCancelled, weights_hash
 
@@ -72,7 +72,7 @@ class TextEncoderForgetResult:
         return redact_concept_names(meta, key) if hash_concept_names else meta
 
 
-def concept_latents(unet_adapter, concept, where: str, notes: list[str]) -> torch.Tensor:
+def concept_latents(unet_adapter: DenoiserAdapter, concept, where: str, notes: list[str]) -> torch.Tensor:
     """The concept's example images as latents (given as latents, e.g. by the ComfyUI node, or as
     images); a note when there are fewer than the 4-5 the method wants."""
     if concept.latents is not None:
@@ -87,7 +87,7 @@ def concept_latents(unet_adapter, concept, where: str, notes: list[str]) -> torc
     return latents
 
 
-def _noised(unet_adapter, latents, gen, batch):
+def _noised(unet_adapter: DenoiserAdapter, latents, gen, batch):
     idx = torch.randint(0, len(latents), (batch,), generator=gen)
     x0 = latents[idx]
     noise = torch.randn(x0.shape, generator=gen).to(x0)
@@ -95,8 +95,8 @@ def _noised(unet_adapter, latents, gen, batch):
     return unet_adapter.add_noise(x0, noise, t), noise, t
 
 
-def learn_token(text: ClipTextAdapter, unet_adapter, latents: torch.Tensor, steps: int, lr: float,
-                gen: torch.Generator, batch_size: int = 4, init_text: str | None = None,
+def learn_token(text: TextEncoderAdapter, unet_adapter: DenoiserAdapter, latents: torch.Tensor, steps: int,
+                lr: float, gen: torch.Generator, batch_size: int = 4, init_text: str | None = None,
                 text_weights: dict[str, torch.Tensor] | None = None,
                 should_cancel: Callable[[], bool] | None = None,
                 init: torch.Tensor | None = None) -> tuple[torch.Tensor, list[float]]:
@@ -133,7 +133,7 @@ def planned_steps(config: TextEncoderForgetConfig, n_concepts: int) -> int:
     return n_concepts * (config.ti_steps + config.steps + adversarial_rounds * config.adversarial_steps)
 
 
-def forget_text_encoder(text: ClipTextAdapter, unet_adapter, concept_set: ConceptSet,
+def forget_text_encoder(text: TextEncoderAdapter, unet_adapter: DenoiserAdapter, concept_set: ConceptSet,
                         config: TextEncoderForgetConfig | None = None,
                         progress: Callable[[int, int, dict], None] | None = None,
                         should_cancel: Callable[[], bool] | None = None) -> TextEncoderForgetResult:
@@ -280,8 +280,8 @@ class NegatedTIConfig:
     seed: int = 0
 
 
-def negated_ti_forget(text: ClipTextAdapter, unet_adapter, concept_set: ConceptSet, config: NegatedTIConfig,
-                      progress=None) -> tuple[dict[str, torch.Tensor], float]:
+def negated_ti_forget(text: TextEncoderAdapter, unet_adapter: DenoiserAdapter, concept_set: ConceptSet,
+                      config: NegatedTIConfig, progress=None) -> tuple[dict[str, torch.Tensor], float]:
     """Baseline: gradient *ascent* on the denoising loss of the concept prompts, training the
     encoder's MLPs and last self-attention (dense deltas). Returns (deltas, seconds per concept)."""
     concept_set.validate(check_files=True)

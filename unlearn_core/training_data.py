@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from .concept_set import Concept, ConceptSet, ConceptSetError, load_image
+from .protocol import DenoiserAdapter
 
 
 @dataclass
@@ -31,7 +32,7 @@ class RetainData:
     cond: torch.Tensor  # N x L x D, the prompt of each latent
 
 
-def user_latents(adapter, items, where: str, notes: list[str]) -> torch.Tensor:
+def user_latents(adapter: DenoiserAdapter, items, where: str, notes: list[str]) -> torch.Tensor:
     size = adapter.image_size
     arrays = []
     for k, item in enumerate(items):
@@ -43,7 +44,7 @@ def user_latents(adapter, items, where: str, notes: list[str]) -> torch.Tensor:
     return adapter.encode_images(images)
 
 
-def check_latents(adapter, latents, where: str) -> torch.Tensor:
+def check_latents(adapter: DenoiserAdapter, latents, where: str) -> torch.Tensor:
     latents = torch.as_tensor(latents, dtype=adapter.dtype)
     if tuple(latents.shape[1:]) != tuple(adapter.latent_shape):
         raise ConceptSetError(f"{where}: latents have shape {tuple(latents.shape[1:])} per image but this model "
@@ -77,8 +78,8 @@ def generation_batches(concept_set: ConceptSet, images_per_concept: int, retain_
     return sizes
 
 
-def _generate(adapter, prompts: list[str], n: int, seed: int, negative_prompt: str | None, steps: int,
-              guidance: float) -> torch.Tensor:
+def _generate(adapter: DenoiserAdapter, prompts: list[str], n: int, seed: int, negative_prompt: str | None,
+              steps: int, guidance: float) -> torch.Tensor:
     out = []
     for idx in _chunks(n):
         out.append(adapter.sample_latents([prompts[i % len(prompts)] for i in idx], [seed + i for i in idx],
@@ -86,7 +87,7 @@ def _generate(adapter, prompts: list[str], n: int, seed: int, negative_prompt: s
     return torch.cat(out)
 
 
-def prepare_concept_data(adapter, concept: Concept, n_images: int, seed: int, steps: int = 20,
+def prepare_concept_data(adapter: DenoiserAdapter, concept: Concept, n_images: int, seed: int, steps: int = 20,
                          guidance: float = 5.0) -> ConceptData:
     notes: list[str] = []
     where = f"concept {concept.name!r}"
@@ -107,8 +108,8 @@ def prepare_concept_data(adapter, concept: Concept, n_images: int, seed: int, st
                        adapter.encode_prompts(concept.superclass_prompts), notes)
 
 
-def prepare_retain_data(adapter, prompts: list[str], images_per_prompt: int, seed: int, steps: int = 20,
-                        guidance: float = 5.0) -> RetainData | None:
+def prepare_retain_data(adapter: DenoiserAdapter, prompts: list[str], images_per_prompt: int, seed: int,
+                        steps: int = 20, guidance: float = 5.0) -> RetainData | None:
     if not prompts or images_per_prompt <= 0:
         return None
     expanded = [p for p in prompts for _ in range(images_per_prompt)]

@@ -27,6 +27,7 @@ from .layer_selection import select_weights
 from .losses import ConceptAwareLossConfig, alignment_loss, concept_aware_loss, distillation_loss, esd_target
 from .masks import MaskedAdam, build_mask
 from .metadata import redact_concept_names
+from .protocol import DenoiserAdapter
 from .training_data import ConceptData, RetainData, prepare_concept_data, prepare_retain_data
 
 
@@ -75,7 +76,7 @@ def weights_hash(tensors: dict[str, torch.Tensor]) -> str:
 class _Step:
     """Draws the random parts of one training step from a seeded generator."""
 
-    def __init__(self, adapter, gen: torch.Generator, batch: int):
+    def __init__(self, adapter: DenoiserAdapter, gen: torch.Generator, batch: int):
         self.adapter, self.gen, self.batch = adapter, gen, batch
 
     def pick(self, n: int) -> torch.Tensor:
@@ -100,7 +101,7 @@ def planned_steps(config: UnetUnlearnConfig, n_concepts: int) -> int:
     return sum(config.steps_per_concept * len(p) + warmup for p in concept_phases(config, n_concepts))
 
 
-def unlearn_unet(adapter, concept_set: ConceptSet, config: UnetUnlearnConfig | None = None,
+def unlearn_unet(adapter: DenoiserAdapter, concept_set: ConceptSet, config: UnetUnlearnConfig | None = None,
                  progress: Callable[[int, int, dict], None] | None = None,
                  should_cancel: Callable[[], bool] | None = None,
                  data: list[ConceptData] | None = None, retain: RetainData | None = None,
@@ -252,7 +253,8 @@ def unlearn_unet(adapter, concept_set: ConceptSet, config: UnetUnlearnConfig | N
     )
 
 
-def closed_form_warm_start(adapter, concept_set: ConceptSet, names: list[str], notes: list[str]) -> dict[str, torch.Tensor]:
+def closed_form_warm_start(adapter: DenoiserAdapter, concept_set: ConceptSet, names: list[str],
+                           notes: list[str]) -> dict[str, torch.Tensor]:
     """The closed-form key/value edit (`unlearn_core.closed_form`, default settings) as the starting
     deltas of a run whose target includes those weights."""
     from .closed_form import closed_form_edit
@@ -267,7 +269,7 @@ def closed_form_warm_start(adapter, concept_set: ConceptSet, names: list[str], n
     return {n: d.to(torch.float32).clone() for n, d in edit.deltas.items()}
 
 
-def superclass_target(adapter, x_t, t, superclass_cond, concept_cond, loss: ConceptAwareLossConfig,
+def superclass_target(adapter: DenoiserAdapter, x_t, t, superclass_cond, concept_cond, loss: ConceptAwareLossConfig,
                        student, teacher) -> torch.Tensor:
     """The concept-aware loss's target: the superclass prediction of the student or of the frozen
     teacher (loss.superclass_reference; teacher None = the base model), steered away from the
@@ -286,7 +288,7 @@ def superclass_target(adapter, x_t, t, superclass_cond, concept_cond, loss: Conc
     return eps_s - g * (eps_c - eps_s)
 
 
-def _adversarial_condition(adapter, sampler: _Step, d: ConceptData, start: torch.Tensor | None,
+def _adversarial_condition(adapter: DenoiserAdapter, sampler: _Step, d: ConceptData, start: torch.Tensor | None,
                            weights: dict[str, torch.Tensor], config: UnetUnlearnConfig) -> torch.Tensor:
     """The soft-prompt attacker's move against the current model: a conditioning (warm-started
     from the last one, else the concept's first prompt) optimised so the model reconstructs the
@@ -303,7 +305,8 @@ def _adversarial_condition(adapter, sampler: _Step, d: ConceptData, start: torch
     return soft.detach()
 
 
-def distillation_target(adapter, x, t, c, n_prev: int, teacher, retain_reference: str) -> torch.Tensor:
+def distillation_target(adapter: DenoiserAdapter, x, t, c, n_prev: int, teacher,
+                        retain_reference: str) -> torch.Tensor:
     """The first `n_prev` rows (concepts erased earlier) are held at the teacher; the rest
     (retained prompts, empty prompt) at the teacher or at the base model (`weights=None`)."""
     if retain_reference == "teacher" or teacher is None or n_prev == len(x):

@@ -9,13 +9,14 @@ import re
 import torch
 from torch.func import functional_call
 
-_LAYER_LINEAR = re.compile(r"(?:^|\.)encoder\.layers\.(\d+)\.(self_attn\.(?:q|k|v|out)_proj|mlp\.fc[12])$")
+from ..protocol import PLACEHOLDER
 
-# The text a learned token takes in prompts; one BPE token in every CLIP vocabulary.
-PLACEHOLDER = "*"
+_LAYER_LINEAR = re.compile(r"(?:^|\.)encoder\.layers\.(\d+)\.(self_attn\.(?:q|k|v|out)_proj|mlp\.fc[12])$")
 
 
 class ClipTextAdapter:
+    """TextEncoderAdapter (unlearn_core/protocol.py) for a transformers CLIPTextModel and its tokenizer."""
+
     def __init__(self, tokenizer, text_encoder, clip_skip: int = 0, device: str | torch.device = "cpu"):
         """`clip_skip` follows diffusers: 0 = the last layer conditions the UNet, 1 = the penultimate, ..."""
         self.tokenizer = tokenizer

@@ -32,6 +32,8 @@ def load_pipeline(model_dir, dtype=None):
 
 
 class DiffusersAdapter:
+    """DenoiserAdapter (unlearn_core/protocol.py) for a diffusers StableDiffusionPipeline."""
+
     def __init__(self, pipe, device: str | torch.device = "cpu"):
         from diffusers import DDPMScheduler
 

@@ -24,8 +24,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..adapters.clip_text_adapter import PLACEHOLDER, ClipTextAdapter
+from ..adapters.clip_text_adapter import ClipTextAdapter
 from ..adapters.diffusers_adapter import DiffusersAdapter
+from ..protocol import PLACEHOLDER, DenoiserAdapter
 from .evaluation import concept_hits
 from ..text_encoder_unlearning import TOKEN_TEMPLATES, learn_token
 from .toyworld import captions
@@ -110,13 +111,13 @@ def composition_prompts(concept: str) -> list[str]:
            [f"a photo of {article(c)} {c} {word}" for c in COLOUR_NAMES[:2]]
 
 
-def _images_to_latents(adapter: DiffusersAdapter, images: list[np.ndarray]) -> torch.Tensor:
+def _images_to_latents(adapter: DenoiserAdapter, images: list[np.ndarray]) -> torch.Tensor:
     x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255.0
     return adapter.encode_images(x)
 
 
 @torch.no_grad()
-def _sample(adapter: DiffusersAdapter, prompts: list[str], cfg: AttackConfig,
+def _sample(adapter: DenoiserAdapter, prompts: list[str], cfg: AttackConfig,
             prompt_embeds: torch.Tensor | None = None) -> np.ndarray:
     """One image per prompt, image i from seed cfg.seed + i, decoded to uint8."""
     out = []
