@@ -9,4 +9,4 @@ if ! "$PY" -c "import torch" >/dev/null 2>&1; then
 fi
 "$PY" -m pip install -q -e ".[test]"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
-exec "$PY" -m pytest -q -ra --strict-markers "$@"
+exec "$PY" -m pytest -q -ra --strict-markers --durations=40 "$@"

@@ -305,3 +305,20 @@ def test_bench_all_killed_after_its_first_cell_resumes_to_the_numbers_of_an_unin
     again = subprocess.run(_bench_all(out_a, cache_a), cwd=ROOT, env=_env(), capture_output=True, text=True,
                            timeout=600)
     assert again.returncode == 0 and "[computed]" not in again.stdout, again.stdout + again.stderr
+
+
+def test_the_closed_form_is_one_cell_per_scenario_and_the_warm_start_trains_a_third_of_the_steps():
+    from unlearn_core.research.benchmarks import suite, unet
+
+    full = suite.make_budget("full")
+    assert suite.unet_seeds("closed_form", full) == (None,)  # no training: the seed would change nothing
+    assert suite.unet_seeds("dynamic_mask", full) == (0, 1, 2)
+    assert {"closed_form", "dynamic_mask_warm", "dynamic_mask"} <= set(full.unet.methods)
+    cold = full.unet.trainer_config("dynamic_mask")
+    warm = full.unet.trainer_config("dynamic_mask_warm")
+    assert cold.warm_start == "none" and warm.warm_start == "closed_form"
+    assert warm.steps_per_concept == cold.steps_per_concept // 3
+    # everything else as the cold run, so the rows compare the start alone
+    assert (warm.mask, warm.loss, warm.target, warm.lr, warm.batch_size) == \
+        (cold.mask, cold.loss, cold.target, cold.lr, cold.batch_size)
+    assert "closed_form" in suite.make_budget("tiny").unet.methods  # the slow resume test runs it

@@ -119,6 +119,17 @@ def cmd_bench_real_size(args) -> int:
     return _write_bench(run_real_size_benchmark(cfg, log=print), args.output, markdown_table)
 
 
+def cmd_bench_closed_form(args) -> int:
+    from .research.benchmarks.closed_form import ClosedFormBenchConfig, markdown_table, run_closed_form_benchmark
+
+    cfg = ClosedFormBenchConfig(seed=args.seed, repeats=args.repeats)
+    if args.concepts:
+        cfg.concept_counts = tuple(args.concepts)
+    if cfg.repeats < 1 or not all(1 <= n <= 10 for n in cfg.concept_counts):
+        raise ValueError("--repeats must be at least 1 and --concepts between 1 and 10")
+    return _write_bench(run_closed_form_benchmark(cfg, log=print), args.output, markdown_table)
+
+
 def cmd_bench_robustness(args) -> int:
     from .research.attacks import AttackConfig
     from .research.benchmarks.robustness import RobustnessBenchConfig, markdown_table, run_robustness_benchmark
@@ -565,6 +576,15 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("--seed", type=int, default=0)
     bs.add_argument("--output", default="bench/results/real_size.json")
     bs.set_defaults(func=cmd_bench_real_size)
+    bc = bsub.add_parser("closed-form", help="seconds of the closed-form edit, text encoding included, on an "
+                                             "SD1.5-shaped UNet with a CLIP-L-shaped text encoder, random weights "
+                                             "(writes bench/results/closed_form.json and .md)")
+    bc.add_argument("--concepts", type=int, nargs="*", default=None,
+                    help="how many concepts per row, each 1-10 (default: 1 and 10)")
+    bc.add_argument("--repeats", type=int, default=2, help="timed runs per row; the fastest is reported")
+    bc.add_argument("--seed", type=int, default=0)
+    bc.add_argument("--output", default="bench/results/closed_form.json")
+    bc.set_defaults(func=cmd_bench_closed_form)
     br = bsub.add_parser("robustness", help="attacks (paraphrase, composition, learned token, soft prompt) against "
                                            "every method (writes bench/results/robustness.json and .md)")
     br.add_argument("--methods", nargs="*", default=None,

@@ -62,17 +62,17 @@ def _stat_key(root: Path) -> tuple:
 
 def toy_model_hash(model_dir: str | Path | None = None) -> str:
     """Hash of a toy model folder (default: the installed one), see `files_hash`."""
-    from ..toyworld.assets import _locate, TOY_MODEL_DIR
+    from ..toyworld.assets import TOY_MODEL_DIR, locate
 
-    root = _locate(model_dir, TOY_MODEL_DIR).resolve()
+    root = locate(model_dir, TOY_MODEL_DIR).resolve()
     return _cached_hash(str(root), _stat_key(root))
 
 
 def classifier_hash(path: str | Path | None = None) -> str:
     """Hash of a toy classifier file (default: the installed one)."""
-    from ..toyworld.assets import _locate, CLASSIFIER_PATH
+    from ..toyworld.assets import CLASSIFIER_PATH, locate
 
-    file = _locate(path, CLASSIFIER_PATH).resolve()
+    file = locate(path, CLASSIFIER_PATH).resolve()
     return _cached_hash(str(file), _stat_key(file))
 
 

@@ -135,7 +135,7 @@ def make_budget(name: str) -> Budget:
                       paraphrase_images_per_prompt=1, base_classifier_renders=200, unet=u, unet_data_steps=4,
                       text_encoder=t, robustness=r)
     if name == "tiny":
-        u = unet.UnetBenchConfig(methods=("dynamic_mask",), steps_per_concept=2, images_per_concept=2, batch_size=2,
+        u = unet.UnetBenchConfig(methods=("dynamic_mask", "closed_form"), steps_per_concept=2, images_per_concept=2, batch_size=2,
                                  mask=MaskConfig(warmup_steps=1, update_interval=1), measure_overhead=False)
         t = te.TextEncoderBenchConfig(shots=2, attack_steps=2)
         t.method.ti_steps, t.method.steps, t.method.adversarial_steps, t.method.batch_size = 2, 2, 2, 2
@@ -339,7 +339,42 @@ class Runner:
         return self.cell("unet", "base", "all", None, {"erased": list(erased), "retained": list(unet.RETAINED)},
                          lambda: scorer.score(self.pipe, self.unet_scoring_sets(erased), erased, tuple(unet.RETAINED)))
 
+    def unet_closed_form_cell(self, scenario: str) -> dict:
+        """The closed-form edit (no training, so no training seed): one solve per row, over the
+        concepts erased by that row (seq3, seq6, seq10 are three solves of 3, 6 and 10 concepts)."""
+        from ...closed_form import ClosedFormConfig, closed_form_edit
+
+        config = ClosedFormConfig()
+        scorer = self.scorer("unet")
+
+        def compute():
+            from ...adapters.diffusers_adapter import DiffusersAdapter
+            from ...concept_set import ConceptSet
+            from ...weights_io import merge_unet_deltas
+            from .memory import PeakMemory
+
+            adapter = DiffusersAdapter(self.pipe)
+            concepts = {n: unet.object_concept(n) for n in dict.fromkeys(unet.SEQ10 + unet.SIMULTANEOUS)}
+            concepts[unet.STYLE[0]] = unet.style_concept()
+            retain_prompts = [captions.object_prompt(o) for o in unet.RETAINED]
+            out = {"rows": {}}
+            for erased in self.unet_erased(scenario):
+                with PeakMemory() as mem:
+                    result = closed_form_edit(adapter, ConceptSet([concepts[n] for n in erased], retain_prompts),
+                                              config)
+                merged = merge_unet_deltas(self.pipe, result.deltas)
+                scored = scorer.score(merged, self.unet_scoring_sets(erased), erased, tuple(unet.RETAINED))
+                scored.update(erased=list(erased), seconds_per_concept=result.seconds / len(erased),
+                              seconds_per_step=result.seconds, peak_memory_mb=mem.peak_mb)
+                out["rows"][row_scenario(scenario, erased)] = scored
+                del merged
+            return out
+
+        return self.cell("unet", "closed_form", scenario, None, {"closed_form": asdict(config)}, compute)
+
     def unet_cell(self, method: str, scenario: str, seed: int) -> dict:
+        if method in unet.TRAINING_FREE:
+            return self.unet_closed_form_cell(scenario)
         cfg = replace(self.budget.unet, seed=seed)
         mode = "simultaneous" if scenario == "simultaneous" else "sequential"
         trainer_cfg = cfg.trainer_config(method, mode)
@@ -569,6 +604,11 @@ def assemble_base_model(cells: dict, budget: Budget) -> dict:
     }
 
 
+def unet_seeds(method: str, budget: Budget) -> tuple:
+    """The training seeds a UNet method is run with: none for a method that trains nothing."""
+    return (None,) if method in unet.TRAINING_FREE else tuple(budget.training_seeds)
+
+
 def assemble_unet(base: dict, cells: dict, overhead: dict | None, budget: Budget) -> dict:
     """cells[(method, scenario)] = [cell of each training seed]."""
     bc = base["concepts"]
@@ -579,7 +619,8 @@ def assemble_unet(base: dict, cells: dict, overhead: dict | None, budget: Budget
             erased = scored[0]["erased"]
             coherent = [_coherent(s["concepts"], erased) for s in scored]
             rows.append({
-                "method": method, "scenario": row_name, "erased": erased, "seeds": list(budget.training_seeds),
+                "method": method, "scenario": row_name, "erased": erased,
+                "seeds": [s for s in unet_seeds(method, budget) if s is not None],
                 "residual_accuracy": rate_block([_hits(s["concepts"], erased) for s in scored], _hits(bc, erased)),
                 "residual_accuracy_per_concept": per_concept([s["concepts"] for s in scored], erased),
                 "retained_accuracy": rate_block([_hits(s["concepts"], unet.RETAINED) for s in scored],
@@ -666,7 +707,7 @@ def run_all(budget: Budget, pipe, classifier, cache: CellCache, output_dir: str 
         results["base_model"] = assemble_base_model(runner.base_model(), budget)
     if "unet" in budget.benchmarks:
         base = runner.unet_base()
-        cells = {(m, sc): [runner.unet_cell(m, sc, s) for s in budget.training_seeds]
+        cells = {(m, sc): [runner.unet_cell(m, sc, s) for s in unet_seeds(m, budget)]
                  for m in budget.unet.methods for sc in budget.unet_scenarios}
         overhead = runner.unet_overhead() if budget.unet.measure_overhead else None
         results["unet"] = assemble_unet(base, cells, overhead, budget)

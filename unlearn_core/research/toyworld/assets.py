@@ -9,7 +9,7 @@ TOY_MODEL_DIR = WEIGHTS_DIR / "toy_sd"
 CLASSIFIER_PATH = WEIGHTS_DIR / "classifier.safetensors"
 
 
-def _locate(path: str | Path | None, embedded: Path) -> Path:
+def locate(path: str | Path | None, embedded: Path) -> Path:
     """`path` if given, else the embedded file; either must exist."""
     if path:
         if not Path(path).exists():
@@ -28,10 +28,10 @@ def load_toy_pipeline(path: str | Path | None = None, dtype=None):
     """The tiny Stable Diffusion as a diffusers StableDiffusionPipeline (no network access)."""
     from ...adapters.diffusers_adapter import load_pipeline
 
-    return load_pipeline(_locate(path, TOY_MODEL_DIR), dtype)
+    return load_pipeline(locate(path, TOY_MODEL_DIR), dtype)
 
 
 def load_toy_classifier(path: str | Path | None = None):
     from .classifier import load_classifier
 
-    return load_classifier(_locate(path, CLASSIFIER_PATH))
+    return load_classifier(locate(path, CLASSIFIER_PATH))
