@@ -113,6 +113,29 @@ def few_shot_text_encoder_lora():
     return g, {"12": "Forgetting report", "25": "After: the concept's prompt"}
 
 
+def erase_fast_closed_form():
+    g = {
+        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": CKPT}},
+        "2": {"class_type": "LoadConceptSet", "inputs": {
+            "concepts": "church => building\ngarbage truck => vehicle",
+            "retain_prompts": "a photo of a castle\na photo of a house\na photo of a bus",
+            "templates": "a {}\na photo of a {}\na drawing of a {}"}},
+        "3": {"class_type": "ClosedFormConceptErase", "inputs": {
+            "model": ["1", 0], "clip": ["1", 1], "concept_set": ["2", 0], "preserve_weight": 0.1, "ridge": 0.1,
+            "generic_prompts": True, "padding_positions": 8}},
+        **sampler(10, ["1", 0], ["1", 1], "a photo of a church"),
+        **sampler(20, ["3", 0], ["1", 1], "a photo of a church"),
+        "30": {"class_type": "ImageBatch", "inputs": {"image1": ["14", 0], "image2": ["24", 0]}},
+        "31": {"class_type": "PreviewImage", "inputs": {"images": ["30", 0]}},
+        "32": {"class_type": "PreviewAny", "inputs": {"source": ["3", 1]}},
+        "33": {"class_type": "SaveUnlearnedModel", "inputs": {
+            "model": ["3", 0], "format": "lora", "filename_prefix": "unlearned/erase_fast", "lora_rank": 64,
+            "hash_concept_names": False, "embed_workflow": True}},
+    }
+    return g, {"3": "Closed-form erase (seconds, no training)", "31": "Before (first 4) / after (last 4)",
+               "32": "Erase report", "33": "Save the edit as a LoRA (output/loras/unlearned)"}
+
+
 def apply_saved_lora():
     g = {
         "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": CKPT}},
@@ -129,6 +152,7 @@ WORKFLOWS = {
     "erase_one_concept_compare": erase_one_concept,
     "erase_several_save_checkpoint": erase_several_save_checkpoint,
     "few_shot_text_encoder_lora": few_shot_text_encoder_lora,
+    "erase_fast_closed_form": erase_fast_closed_form,
     "apply_saved_lora": apply_saved_lora,
 }
 

@@ -499,6 +499,7 @@ def test_adapter_equivalence_with_diffusers(scratch):
 # ---- shipped workflows ---------------------------------------------------------------------------
 WORKFLOW_DIR = REPO / "workflows"
 WORKFLOW_ORDER = ["erase_one_concept_compare", "erase_several_save_checkpoint", "few_shot_text_encoder_lora",
+                  "erase_fast_closed_form",
                   "apply_saved_lora"]  # apply_saved_lora loads the LoRA that few_shot_text_encoder_lora saves
 
 
@@ -644,3 +645,4 @@ def test_shipped_workflows_open_from_the_templates_browser_and_run(server, scrat
     assert list((scratch / "output" / "checkpoints" / "unlearned").glob("erase_several_*.safetensors"))
     assert list((scratch / "output" / "loras" / "unlearned").glob("erase_one_concept_*.safetensors"))
     assert list((scratch / "output" / "loras" / "unlearned").glob("text_encoder_forget_*.safetensors"))
+    assert list((scratch / "output" / "loras" / "unlearned").glob("erase_fast_*.safetensors"))
