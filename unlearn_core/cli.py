@@ -109,6 +109,8 @@ def cmd_bench_text_encoder(args) -> int:
 
 
 def cmd_bench_real_size(args) -> int:
+    if args.closed_form:
+        return cmd_bench_real_size_closed_form(args)
     from .research.benchmarks.real_size import RealSizeBenchConfig, markdown_table, run_real_size_benchmark
 
     cfg = RealSizeBenchConfig(resolution=args.resolution, steps=args.steps, device=args.device, seed=args.seed)
@@ -116,10 +118,11 @@ def cmd_bench_real_size(args) -> int:
         raise ValueError(f"--resolution must be a positive multiple of 64, got {cfg.resolution}")
     if cfg.steps < 1:
         raise ValueError(f"--steps must be at least 1, got {cfg.steps}")
-    return _write_bench(run_real_size_benchmark(cfg, log=print), args.output, markdown_table)
+    return _write_bench(run_real_size_benchmark(cfg, log=print), args.output or "bench/results/real_size.json",
+                        markdown_table)
 
 
-def cmd_bench_closed_form(args) -> int:
+def cmd_bench_real_size_closed_form(args) -> int:
     from .research.benchmarks.closed_form import ClosedFormBenchConfig, markdown_table, run_closed_form_benchmark
 
     cfg = ClosedFormBenchConfig(seed=args.seed, repeats=args.repeats)
@@ -127,7 +130,8 @@ def cmd_bench_closed_form(args) -> int:
         cfg.concept_counts = tuple(args.concepts)
     if cfg.repeats < 1 or not all(1 <= n <= 10 for n in cfg.concept_counts):
         raise ValueError("--repeats must be at least 1 and --concepts between 1 and 10")
-    return _write_bench(run_closed_form_benchmark(cfg, log=print), args.output, markdown_table)
+    return _write_bench(run_closed_form_benchmark(cfg, log=print),
+                        args.output or "bench/results/real_size_closed_form.json", markdown_table)
 
 
 def cmd_bench_robustness(args) -> int:
@@ -569,22 +573,22 @@ def build_parser() -> argparse.ArgumentParser:
     _bench_options(bt, "bench/results/text_encoder.json")
     bt.set_defaults(func=cmd_bench_text_encoder)
     bs = bsub.add_parser("real-size", help="seconds per training step of the Dynamic-Mask trainer on an SD1.5-size "
-                                           "UNet with random weights (writes bench/results/real_size.json and .md)")
+                                           "UNet with random weights (writes bench/results/real_size.json and .md); "
+                                           "with --closed-form, seconds of the closed-form edit instead")
     bs.add_argument("--resolution", type=int, default=512, help="image side in pixels (latents are 1/8)")
     bs.add_argument("--steps", type=int, default=4, help="timed training steps per method")
     bs.add_argument("--device", default="cpu", help="cpu or cuda")
     bs.add_argument("--seed", type=int, default=0)
-    bs.add_argument("--output", default="bench/results/real_size.json")
+    bs.add_argument("--closed-form", action="store_true",
+                    help="time the closed-form edit, text encoding included, on an SD1.5-shaped UNet with a "
+                         "CLIP-L-shaped text encoder (writes bench/results/real_size_closed_form.json and .md)")
+    bs.add_argument("--concepts", type=int, nargs="*", default=None,
+                    help="with --closed-form: how many concepts per row, each 1-10 (default: 1 and 10)")
+    bs.add_argument("--repeats", type=int, default=2,
+                    help="with --closed-form: timed runs per row; the fastest is reported")
+    bs.add_argument("--output", default=None,
+                    help="result file (default: bench/results/real_size.json, or real_size_closed_form.json)")
     bs.set_defaults(func=cmd_bench_real_size)
-    bc = bsub.add_parser("closed-form", help="seconds of the closed-form edit, text encoding included, on an "
-                                             "SD1.5-shaped UNet with a CLIP-L-shaped text encoder, random weights "
-                                             "(writes bench/results/closed_form.json and .md)")
-    bc.add_argument("--concepts", type=int, nargs="*", default=None,
-                    help="how many concepts per row, each 1-10 (default: 1 and 10)")
-    bc.add_argument("--repeats", type=int, default=2, help="timed runs per row; the fastest is reported")
-    bc.add_argument("--seed", type=int, default=0)
-    bc.add_argument("--output", default="bench/results/closed_form.json")
-    bc.set_defaults(func=cmd_bench_closed_form)
     br = bsub.add_parser("robustness", help="attacks (paraphrase, composition, learned token, soft prompt) against "
                                            "every method (writes bench/results/robustness.json and .md)")
     br.add_argument("--methods", nargs="*", default=None,

@@ -1,4 +1,4 @@
-"""`concept-unlearn bench closed-form`: the time of the closed-form edit at SD1.5 size.
+"""`concept-unlearn bench real-size --closed-form`: the time of the closed-form edit at SD1.5 size.
 
 No real checkpoint can be downloaded here, so the UNet has SD1.5's architecture (860M parameters,
 the real_size benchmark's builder) and the text encoder CLIP-L's (123M parameters, 12 layers,
