@@ -134,9 +134,10 @@ def main():
         page.on("console", lambda m: console.append(f"{m.type}: {m.text}") if m.type == "error" else None)
         page.goto(URL, wait_until="domcontentloaded")
         page.wait_for_function("() => window.app && window.app.graph && window.app.graphToPrompt && window.LiteGraph")
-        # draw node text at any zoom, so screenshots of fitted wide graphs stay readable
-        page.evaluate("() => window.app.extensionManager.setting.set("
-                      "'LiteGraph.Canvas.LowQualityRenderingZoomThreshold', 0.1)")
+        # draw node text at any zoom, so screenshots of fitted wide graphs stay readable: frontend 1.35
+        # switches to low-detail nodes by font size (0 = never); LowQualityRenderingZoomThreshold is
+        # deprecated there and ignored
+        page.evaluate("() => window.app.extensionManager.setting.set('LiteGraph.Canvas.MinFontSizeForLOD', 0)")
         page.wait_for_timeout(2000)  # the first-visit Templates dialog opens on its own a moment later
         open_templates(page)
         results["listed"] = listed_templates(page)
