@@ -172,6 +172,8 @@ def _synthetic_results(tmp_path, budget_name="full"):
     rob_base = {"objects": rob_cell(("star", "circle", "triangle")), "style": rob_cell(("striped",))}
     rob_cells = {("dynamic_mask", sc): [rob_cell(("star", "circle", "triangle") if sc == "objects" else ("striped",))
                                         for _ in range(3)] for sc in ("objects", "style")}
+    for sc in ("objects", "style"):  # no training: one cell, no seed
+        rob_cells[("closed_form", sc)] = [rob_cell(("star", "circle", "triangle") if sc == "objects" else ("striped",))]
     results = {
         "base_model": suite.assemble_base_model(base_cells, budget),
         "unet": suite.assemble_unet(unet_base_all, unet_cells, None, budget),
@@ -321,4 +323,7 @@ def test_the_closed_form_is_one_cell_per_scenario_and_the_warm_start_trains_a_th
     # everything else as the cold run, so the rows compare the start alone
     assert (warm.mask, warm.loss, warm.target, warm.lr, warm.batch_size) == \
         (cold.mask, cold.loss, cold.target, cold.lr, cold.batch_size)
-    assert "closed_form" in suite.make_budget("tiny").unet.methods  # the slow resume test runs it
+    tiny = suite.make_budget("tiny")
+    assert "closed_form" in tiny.unet.methods and "closed_form" in tiny.robustness.methods  # the slow resume test runs them
+    assert suite.rob_seeds("closed_form", full) == (None,) and suite.rob_seeds("dynamic_mask", full) == (0, 1, 2)
+    assert "closed_form" in full.robustness.methods

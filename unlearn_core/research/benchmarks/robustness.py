@@ -20,6 +20,7 @@ import torch
 from ...adapters.clip_text_adapter import ClipTextAdapter
 from ...adapters.diffusers_adapter import DiffusersAdapter
 from ..attacks import ATTACKS, AttackConfig, prompt_attack, run_attack
+from ...closed_form import closed_form_edit
 from ...concept_set import ConceptSet
 from ..evaluation import PromptSet, SamplingConfig, evaluate
 from ...masks import MaskConfig
@@ -39,7 +40,10 @@ STYLE = "striped"  # erased onto 'solid'
 SCENARIOS = (("objects", OBJECTS), ("style", (STYLE,)))
 UNET_METHODS = ("dynamic_mask", "dynamic_mask_robust", "salun", "esd_x", "esd_u")
 TEXT_ENCODER_METHOD = "few_shot_text_encoder"
-METHODS = ("base", "dynamic_mask", "dynamic_mask_robust", TEXT_ENCODER_METHOD, "salun", "esd_x", "esd_u")
+#: the closed-form key/value edit (unlearn_core.closed_form): no training, so no training seed
+CLOSED_FORM_METHOD = "closed_form"
+METHODS = ("base", "dynamic_mask", "dynamic_mask_robust", CLOSED_FORM_METHOD, TEXT_ENCODER_METHOD, "salun", "esd_x",
+           "esd_u")
 #: the settings key each method owns alone (`bench robustness --replace-methods` lets it differ)
 METHOD_SETTINGS = {TEXT_ENCODER_METHOD: "text_encoder"}
 #: "words" is the concept's plain prompt: the residual accuracy without any attack.
@@ -126,11 +130,15 @@ class _Trainer:
         self.retain_prompts = [captions.object_prompt(o) for o in RETAINED]
         self._unet_data = None
 
+    @staticmethod
+    def concepts() -> dict:
+        names = [n for _, ns in SCENARIOS for n in ns]
+        return {n: style_concept() if n == STYLE else object_concept(n) for n in names}
+
     def unet_data(self):
         if self._unet_data is None:
             t0 = time.time()
-            names = [n for _, ns in SCENARIOS for n in ns]
-            concepts = {n: style_concept() if n == STYLE else object_concept(n) for n in names}
+            concepts = self.concepts()
             data = {n: prepare_concept_data(self.adapter, c, self.cfg.unet_images_per_concept,
                                             seed=self.cfg.seed * 1000 + 17 * i, steps=self.cfg.attack.sampling_steps)
                     for i, (n, c) in enumerate(concepts.items())}
@@ -153,6 +161,10 @@ class _Trainer:
             text = ClipTextAdapter(self.pipe.tokenizer, self.pipe.text_encoder, clip_skip=te_cfg.clip_skip)
             result = forget_text_encoder(text, self.adapter, cs, te_cfg)
             return merge_text_encoder_deltas(self.pipe, result.deltas()), time.time() - t0
+        if method == CLOSED_FORM_METHOD:
+            concepts = self.concepts()
+            result = closed_form_edit(self.adapter, ConceptSet([concepts[n] for n in names], self.retain_prompts))
+            return merge_unet_deltas(self.pipe, result.deltas), time.time() - t0
         concepts, data, retain = self.unet_data()
         cs = ConceptSet([concepts[n] for n in names], self.retain_prompts)
         result = unlearn_unet(self.adapter, cs, self.cfg.unet_config(method), data=[data[n] for n in names],

@@ -140,7 +140,7 @@ def make_budget(name: str) -> Budget:
         t = te.TextEncoderBenchConfig(shots=2, attack_steps=2)
         t.method.ti_steps, t.method.steps, t.method.adversarial_steps, t.method.batch_size = 2, 2, 2, 2
         t.method.ti_batch_size = t.method.adversarial_batch_size = 2
-        r = rob.RobustnessBenchConfig(methods=("base", "dynamic_mask"), attacks=("words", "paraphrase"))
+        r = rob.RobustnessBenchConfig(methods=("base", "dynamic_mask", "closed_form"), attacks=("words", "paraphrase"))
         r.apply_quick()
         return Budget("tiny", training_seeds=(0,), sampling=SamplingConfig(images_per_prompt=2, num_inference_steps=4),
                       paraphrase_images_per_prompt=1, base_objects=("star", "circle"), base_styles=("striped",),
@@ -533,6 +533,10 @@ class Runner:
         settings = {"names": list(names), "attacks": list(cfg.attacks), "attack": asdict(cfg.attack)}
         if method == rob.TEXT_ENCODER_METHOD:
             settings["text_encoder"] = asdict(cfg.text_encoder)
+        elif method == rob.CLOSED_FORM_METHOD:
+            from ...closed_form import ClosedFormConfig
+
+            settings["closed_form"] = asdict(ClosedFormConfig())
         elif method != "base":
             settings["trainer"] = asdict(cfg.unet_config(method))
             settings["data"] = {"images_per_concept": cfg.unet_images_per_concept,
@@ -609,6 +613,11 @@ def unet_seeds(method: str, budget: Budget) -> tuple:
     return (None,) if method in unet.TRAINING_FREE else tuple(budget.training_seeds)
 
 
+def rob_seeds(method: str, budget: Budget) -> tuple:
+    """The training seeds a robustness method is run with: none for the closed form, which trains nothing."""
+    return (None,) if method == rob.CLOSED_FORM_METHOD else tuple(budget.training_seeds)
+
+
 def assemble_unet(base: dict, cells: dict, overhead: dict | None, budget: Budget) -> dict:
     """cells[(method, scenario)] = [cell of each training seed]."""
     bc = base["concepts"]
@@ -679,7 +688,7 @@ def assemble_robustness(base: dict, cells: dict, budget: Budget, pipe_scheduler:
             for attack in cfg.attacks:
                 rows.append({
                     "method": method, "scenario": scenario, "erased": names, "attack": attack,
-                    "seeds": [] if method == "base" else list(budget.training_seeds),
+                    "seeds": [] if method == "base" else [s for s in rob_seeds(method, budget) if s is not None],
                     "attack_success_rate": rate_block([_hits(c["attacks"][attack], names) for c in per_seed],
                                                       _hits(b["attacks"][attack], names)),
                     "per_concept": per_concept([s["attacks"][attack] for s in per_seed], names),
@@ -721,7 +730,7 @@ def run_all(budget: Budget, pipe, classifier, cache: CellCache, output_dir: str 
         results["text_encoder"] = assemble_text_encoder(base, cells, budget, scheduler)
     if "robustness" in budget.benchmarks:
         base = {sc: runner.rob_cell("base", sc, None) for sc in budget.robustness_scenarios}
-        cells = {(m, sc): [runner.rob_cell(m, sc, s) for s in budget.training_seeds]
+        cells = {(m, sc): [runner.rob_cell(m, sc, s) for s in rob_seeds(m, budget)]
                  for m in budget.robustness.methods if m != "base" for sc in budget.robustness_scenarios}
         results["robustness"] = assemble_robustness(base, cells, budget, scheduler)
 
