@@ -21,10 +21,12 @@ def closed_form_report(result, model_line: str = "") -> str:
     if result.retain_prompts:
         lines.append(f"  retained prompts: {len(result.retain_prompts)}")
     lines.append(f"  preserve_weight {cfg['preserve_weight']:g}, ridge {cfg['ridge']:g}, generic prompts "
-                 f"{'on' if cfg['generic_prompts'] else 'off'}, padding positions {cfg['padding_positions']}")
+                 f"{'on' if cfg['generic_prompts'] else 'off'}, overshoot {cfg['overshoot']:g}, padding positions "
+                 f"{cfg['padding_positions']}")
     for row in result.stats:
         lines.append(f"  {row['concept']!r}: {row['tokens']} token embeddings, residual {row['residual']:.3f} of "
-                     f"the distance to the superclass (0 = exactly the superclass's keys and values)")
+                     f"the distance to its target (0 = exactly the superclass's keys and values, pushed overshoot "
+                     f"times the concept-to-superclass distance further)")
     if result.stats:
         lines.append(f"  preserved embeddings moved by {result.stats[0]['preservation_drift']:.4f} of their size")
     lines.append(f"  changed weight matrices: {len(result.deltas)} (attn2 to_k / to_v); time {result.seconds:.1f} s")
@@ -59,6 +61,8 @@ class ClosedFormConceptErase(io.ComfyNode):
                                tooltip=w.tooltip("ridge")),
                 io.Boolean.Input("generic_prompts", default=w.default("generic_prompts"),
                                  tooltip=w.tooltip("generic_prompts")),
+                io.Float.Input("overshoot", min=0.0, max=10.0, step=0.1, round=False,
+                               default=w.default("overshoot"), tooltip=w.tooltip("overshoot")),
                 io.Int.Input("padding_positions", min=-1, max=1000, default=w.default("padding_positions"),
                              tooltip=w.tooltip("padding_positions")),
             ],
@@ -70,7 +74,7 @@ class ClosedFormConceptErase(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, model, clip, concept_set, preserve_weight, ridge, generic_prompts,
+    def execute(cls, model, clip, concept_set, preserve_weight, ridge, generic_prompts, overshoot,
                 padding_positions) -> io.NodeOutput:
         config = CLOSED_FORM_WIDGETS.build(locals())  # the widget values by input name
         config.validate()

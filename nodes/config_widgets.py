@@ -65,7 +65,7 @@ TEXT_ENCODER_WIDGETS = WidgetTable(TextEncoderForgetConfig, {
 #: ClosedFormConceptErase
 CLOSED_FORM_WIDGETS = WidgetTable(ClosedFormConfig, {
     "preserve_weight": "preserve_weight", "ridge": "ridge", "generic_prompts": "generic_prompts",
-    "padding_positions": "padding_positions",
+    "overshoot": "overshoot", "padding_positions": "padding_positions",
 })
 
 #: node id -> its table (for the tests)

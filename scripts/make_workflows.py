@@ -122,7 +122,7 @@ def erase_fast_closed_form():
             "templates": "a {}\na photo of a {}\na drawing of a {}"}},
         "3": {"class_type": "ClosedFormConceptErase", "inputs": {
             "model": ["1", 0], "clip": ["1", 1], "concept_set": ["2", 0], "preserve_weight": 0.1, "ridge": 0.1,
-            "generic_prompts": True, "padding_positions": 8}},
+            "generic_prompts": True, "overshoot": 0.5, "padding_positions": 8}},
         **sampler(10, ["1", 0], ["1", 1], "a photo of a church"),
         **sampler(20, ["3", 0], ["1", 1], "a photo of a church"),
         "30": {"class_type": "ImageBatch", "inputs": {"image1": ["14", 0], "image2": ["24", 0]}},

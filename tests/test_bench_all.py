@@ -327,3 +327,43 @@ def test_the_closed_form_is_one_cell_per_scenario_and_the_warm_start_trains_a_th
     assert "closed_form" in tiny.unet.methods and "closed_form" in tiny.robustness.methods  # the slow resume test runs them
     assert suite.rob_seeds("closed_form", full) == (None,) and suite.rob_seeds("dynamic_mask", full) == (0, 1, 2)
     assert "closed_form" in full.robustness.methods
+
+
+def test_bench_all_refuses_an_unknown_unet_method_or_scenario_before_loading_anything(tmp_path):
+    from unlearn_core.research.benchmarks import suite
+
+    with pytest.raises(ValueError, match="unknown UNet method 'closedform'; choose from dynamic_mask"):
+        suite.bench_all("tiny", output_dir=tmp_path / "out", cache_dir=tmp_path / "cache", unet_methods=("closedform",))
+    with pytest.raises(ValueError, match="unknown UNet scenario 'seq10'; choose from sequential"):
+        suite.bench_all("tiny", output_dir=tmp_path / "out", cache_dir=tmp_path / "cache", unet_scenarios=("seq10",))
+    assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
+
+
+def test_an_erased_prompt_drawn_as_another_erased_object_counts_as_a_leak():
+    """The residual counts only the prompt's own object; `any_erased_object` also counts a sibling
+    that the same row erased (a pentagon prompt drawn as an erased triangle)."""
+    from unlearn_core.research.benchmarks import suite, unet
+
+    budget = suite.make_budget("tiny")
+    erased = ("triangle", "pentagon")
+
+    def entry(objects, own):
+        return {"hits": [int(o == own) for o in objects], "objects": objects, "predicted": {}}
+
+    concepts = {"triangle": entry(["triangle", "hexagon", "hexagon", "hexagon"], "triangle"),
+                "pentagon": entry(["triangle", "triangle", "triangle", "hexagon"], "pentagon")}
+    base = {"concepts": {"triangle": entry(["triangle"] * 4, "triangle"), "pentagon": entry(["pentagon"] * 4, "pentagon"),
+                         **{o: entry([o] * 4, o) for o in unet.RETAINED}}, "toy_fid": 1.0}
+    cell = {"rows": {"seq2": {"concepts": {**concepts, **{o: entry([o] * 4, o) for o in unet.RETAINED}},
+                              "erased": list(erased), "toy_fid": 1.0, "seconds_per_concept": 0.0,
+                              "seconds_per_step": 0.0, "peak_memory_mb": 0.0}}}
+    row = suite.assemble_unet(base, {("closed_form", "sequential"): [cell]}, None, budget)["rows"][0]
+    assert row["residual_accuracy"]["value"]["mean"] == pytest.approx(1 / 8)  # one triangle drawn as a triangle
+    leak = row["any_erased_object"]
+    assert leak["value"]["mean"] == pytest.approx(4 / 8) and leak["base"]["mean"] == 1.0
+    assert leak["delta_vs_base"]["mean"] == pytest.approx(-0.5)
+    # a cell scored before the per-image objects were stored has no such row entry, and renders as a dash
+    for c in concepts.values():
+        del c["objects"]
+    old = suite.assemble_unet(base, {("closed_form", "sequential"): [cell]}, None, budget)["rows"][0]
+    assert old["any_erased_object"] is None

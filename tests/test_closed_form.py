@@ -14,7 +14,7 @@ STAR = Concept("star", "symbol")
 CIRCLE = Concept("circle", "round shape")
 RETAIN = ["a heart", "a square"]
 #: no preservation term, a tiny ridge: the concept tokens must land on the superclass's exactly
-EXACT = ClosedFormConfig(preserve_weight=0.0, ridge=1e-6, padding_positions=-1)
+EXACT = ClosedFormConfig(preserve_weight=0.0, ridge=1e-6, overshoot=0.0, padding_positions=-1)
 
 
 def _pairs(adapter, concept_set, padding=-1):
@@ -81,6 +81,18 @@ def test_concept_tokens_are_projected_onto_the_superclass(adapter, star_result):
     ins, tos = _pairs(adapter, ConceptSet([STAR]))
     assert _relative_error(adapter, star_result.deltas, ins, tos) < 1e-3
     assert _relative_error(adapter, {n: torch.zeros_like(d) for n, d in star_result.deltas.items()}, ins, tos) == 1.0
+
+
+def test_overshoot_sends_the_concept_past_the_superclass_away_from_the_concept(adapter):
+    ins, tos = _pairs(adapter, ConceptSet([STAR]))
+    for overshoot in (1.0, 2.0):
+        result = closed_form_edit(adapter, ConceptSet([STAR], RETAIN), dataclasses.replace(EXACT, overshoot=overshoot))
+        target = tos + overshoot * (tos - ins)
+        assert _relative_error(adapter, result.deltas, ins, target) < 1e-3, overshoot
+        # not onto the superclass itself: overshoot times as far from it as the concept was
+        assert _relative_error(adapter, result.deltas, ins, tos) == pytest.approx(overshoot, rel=1e-2)
+    with pytest.raises(ValueError, match="overshoot must be >= 0"):
+        ClosedFormConfig(overshoot=-0.5).validate()
 
 
 def test_only_cross_attention_keys_and_values_change_and_the_input_is_untouched(adapter, toy_pipe):

@@ -57,10 +57,10 @@ def test_closed_form_node_edits_only_the_cross_attention_keys_and_values(server,
     for name, spec in required.items():
         assert len(spec) > 1 and spec[1].get("tooltip"), f"{name} has no tooltip"
     defaults = ClosedFormConfig()
-    for field in ("preserve_weight", "ridge", "generic_prompts", "padding_positions"):
+    for field in ("preserve_weight", "ridge", "generic_prompts", "overshoot", "padding_positions"):
         assert required[field][1]["default"] == getattr(defaults, field), field
 
-    settings = {"preserve_weight": 1.0, "ridge": 0.1, "generic_prompts": True, "padding_positions": 8}
+    settings = {"preserve_weight": 1.0, "ridge": 0.1, "generic_prompts": True, "overshoot": 1.0, "padding_positions": 8}
     graph = {
         **e2e.loader("1", CKPT),
         **e2e.concepts("c", "cat => animal", "a house", "a photo of a {}"),

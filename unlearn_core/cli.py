@@ -163,7 +163,9 @@ def cmd_bench_all(args) -> int:
     from .research.benchmarks.suite import bench_all
 
     bench_all(args.budget, output_dir=args.output_dir, cache_dir=args.cache_dir, command=_command_line(),
-              model=args.model, classifier=args.classifier, benchmarks=tuple(args.benchmarks or ()) or None, log=print)
+              model=args.model, classifier=args.classifier, benchmarks=tuple(args.benchmarks or ()) or None,
+              unet_methods=tuple(args.unet_methods or ()) or None,
+              unet_scenarios=tuple(args.unet_scenarios or ()) or None, log=print)
     return 0
 
 
@@ -616,6 +618,12 @@ def build_parser() -> argparse.ArgumentParser:
     ba.add_argument("--benchmarks", nargs="+", default=None,
                     choices=["base_model", "unet", "text_encoder", "robustness"],
                     help="run and write only these (e.g. one per process, sharing --cache-dir; default: all)")
+    ba.add_argument("--unet-methods", nargs="+", default=None, metavar="METHOD",
+                    help="score only these methods in the UNet benchmark (dynamic_mask, dynamic_mask_warm, "
+                         "closed_form, paper_code, salun, esd_x, esd_u; default: all)")
+    ba.add_argument("--unet-scenarios", nargs="+", default=None, choices=["sequential", "style", "simultaneous"],
+                    help="run only these scenarios of the UNet benchmark (sequential gives the rows seq3, seq6 and "
+                         "seq10; default: all)")
     _toy_model_options(ba)
     ba.set_defaults(func=cmd_bench_all)
     return p

@@ -3,15 +3,20 @@
 The cross-attention key and value projections (`attn2.to_k`, `attn2.to_v`) are the only places
 where the prompt enters the UNet, and they are linear in the text embeddings. So a concept can be
 erased by changing each such weight W (out x in) so that the embeddings of the concept's tokens
-are projected to what the *superclass's* tokens were projected to, while the embeddings of
-everything that should stay (the preservation set) keep their projections:
+are projected to what the *superclass's* tokens were projected to (or a step further, away from the
+concept), while the embeddings of everything that should stay (the preservation set) keep their
+projections:
 
     minimise  sum_i ||W' c_i - W c*_i||^2  +  lambda sum_j ||W' p_j - W p_j||^2  +  mu ||W' - W||^2
     =>  W' = (W sum_i c*_i c_i^T + lambda W sum_j p_j p_j^T + mu W) (sum_i c_i c_i^T + lambda sum_j p_j p_j^T + mu I)^-1
 
-with c_i the embeddings of the concepts' tokens, c*_i the superclass prompts' embeddings at the
-same positions, p_j the preservation embeddings, lambda = `preserve_weight`, mu = `ridge`. Every
-concept of the set is erased in the same solve. Written as a delta over W,
+with c_i the embeddings of the concepts' tokens, s_i the superclass prompts' embeddings at the
+same positions, c*_i = s_i + alpha (s_i - c_i) the targets (alpha = `overshoot`), p_j the
+preservation embeddings, lambda = `preserve_weight`, mu = `ridge`. Every concept of the set is
+erased in the same solve. alpha = 0 is UCE's target, the superclass itself; but a superclass prompt
+draws its members, erased ones included (with three of four polygons erased, the toy model's
+"a polygon" still drew the erased ones), and overshooting pushes the keys and values away from the
+concept as ESD's negative guidance does with noise predictions. Written as a delta over W,
 
     dW = W' - W = W M A^-1,   M = sum_i (c*_i - c_i) c_i^T,   A = sum_i c_i c_i^T + lambda sum_j p_j p_j^T + mu I,
 
@@ -41,6 +46,9 @@ Re-implemented from the descriptions in
 - UCE: R. Gandikota, H. Orgad, Y. Belinkov, J. Materzynska, D. Bau, "Unified Concept Editing in
   Diffusion Models", WACV 2024, arXiv 2308.14761 (code: github.com/rohitgandikota/unified-concept-editing,
   MIT licence) — the closed form above, with the concept's last token and the tokens after it;
+- ESD: R. Gandikota, J. Materzynska, J. Fiotto-Kaufman, D. Bau, "Erasing Concepts from Diffusion
+  Models", ICCV 2023, arXiv 2303.07345 — the negative-guidance target, here moved into the
+  embedding space as `overshoot`;
 - SPEED: O. Li et al., "SPEED: Scalable, Precise, and Efficient Concept Erasure for Diffusion
   Models", arXiv 2503.07392 — many concepts in one solve, and keeping the start token and
   non-target knowledge fixed (here through the preservation term rather than a null-space projection);
@@ -220,6 +228,9 @@ def closed_form_edit(adapter: DenoiserAdapter, concept_set: ConceptSet,
                          "(check each concept's text and superclass)")
     c_in = torch.stack(c_in).double()
     c_to = torch.stack(c_to).double()
+    # Past the superclass, away from the concept: the superclass prompt itself draws its members,
+    # erased ones included, so landing exactly on it leaves the concept a share of the images.
+    c_to = c_to + config.overshoot * (c_to - c_in)
     p_all = torch.cat([enc[p][0] for p in dict.fromkeys(preserve)]).double()
 
     eye = torch.eye(width, dtype=torch.float64)

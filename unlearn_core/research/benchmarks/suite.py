@@ -168,8 +168,9 @@ class Scorer:
 
     def score(self, pipe, sets: list[tuple[str, list[str], int]], erased: tuple[str, ...] = (),
               fid_concepts: tuple[str, ...] = ()) -> dict:
-        """{concept: {"hits", "coherent" (erased objects), "predicted"}, "toy_fid"}: `sets` are
-        (concept, prompts, images per prompt); hits[j] is 1 if image j shows the concept."""
+        """{concept: {"hits", "objects", "coherent" (erased objects), "predicted"}, "toy_fid"}: `sets`
+        are (concept, prompts, images per prompt); hits[j] is 1 if image j shows the concept, objects[j]
+        is the object the classifier sees in it."""
         from ..toyworld.classifier import predict
 
         jobs = [(p, s) for _, prompts, n in sets for p in prompts for s in self.seeds(p, n)]
@@ -183,7 +184,7 @@ class Scorer:
             sub = dataclasses.replace(pred, object=objects, superclass=pred.superclass[sl], colour=pred.colour[sl],
                                       style=pred.style[sl], object_confidence=pred.object_confidence[sl],
                                       features=pred.features[sl])
-            entry = {"hits": [int(h) for h in concept_hits(sub, concept)],
+            entry = {"hits": [int(h) for h in concept_hits(sub, concept)], "objects": list(objects),
                      "predicted": {o: objects.count(o) for o in sorted(set(objects))}}
             if concept in erased and concept_kind(concept) == "object":
                 sup = OBJECT_BY_NAME[concept].superclass
@@ -575,6 +576,18 @@ def _coherent(entries: dict, concepts) -> list[int]:
     return [h for c in concepts if "coherent" in entries[c] for h in entries[c]["coherent"]]
 
 
+def _any_erased(entries: dict, erased) -> list[int] | None:
+    """1 for each image of an erased object's prompt that shows any erased object (itself or another
+    one of the row): an erased prompt drawn as a sibling that was erased too is a leak the residual
+    (which counts only the prompt's own object) does not see. None for cells scored before the
+    per-image objects were stored, and for rows that erase no object."""
+    objects = [c for c in erased if concept_kind(c) == "object"]
+    if not objects or not all("objects" in entries[c] for c in objects):
+        return None
+    kept = set(objects)
+    return [int(o in kept) for c in objects for o in entries[c]["objects"]]
+
+
 def per_concept(entries: list[dict], concepts) -> dict[str, dict]:
     """{concept: rate with interval} from one {concept: {"hits"}} dict per training seed."""
     return {c: stats.rate_interval([e[c]["hits"] for e in entries]) for c in concepts}
@@ -627,6 +640,8 @@ def assemble_unet(base: dict, cells: dict, overhead: dict | None, budget: Budget
             scored = [c["rows"][row_name] for c in per_seed]
             erased = scored[0]["erased"]
             coherent = [_coherent(s["concepts"], erased) for s in scored]
+            any_erased = [_any_erased(s["concepts"], erased) for s in scored]
+            base_any = _any_erased(bc, erased)
             rows.append({
                 "method": method, "scenario": row_name, "erased": erased,
                 "seeds": [s for s in unet_seeds(method, budget) if s is not None],
@@ -636,6 +651,8 @@ def assemble_unet(base: dict, cells: dict, overhead: dict | None, budget: Budget
                                                 _hits(bc, unet.RETAINED)),
                 "retained_accuracy_per_object": per_concept([s["concepts"] for s in scored], unet.RETAINED),
                 "superclass_coherence": stats.rate_interval(coherent) if all(coherent) else None,
+                "any_erased_object": (rate_block(any_erased, base_any)
+                                      if base_any is not None and all(a is not None for a in any_erased) else None),
                 "toy_fid": stats.mean_interval([s["toy_fid"] for s in scored]), "base_toy_fid": base["toy_fid"],
                 "seconds_per_concept": float(np.mean([s["seconds_per_concept"] for s in scored])),
                 "seconds_per_step": float(np.mean([s["seconds_per_step"] for s in scored])),
@@ -765,14 +782,27 @@ def write_json(path: str | Path, data: dict) -> None:
 
 def bench_all(budget: str | Budget = "full", output_dir: str | Path = "bench/results", cache_dir: str | Path | None = None,
               command: str = "", model: str | Path | None = None, classifier: str | Path | None = None,
-              benchmarks: tuple[str, ...] | None = None, log=print) -> dict:
-    """The whole `bench all` command: load the toy model and classifier, run, write."""
+              benchmarks: tuple[str, ...] | None = None, unet_methods: tuple[str, ...] | None = None,
+              unet_scenarios: tuple[str, ...] | None = None, log=print) -> dict:
+    """The whole `bench all` command: load the toy model and classifier, run, write. `benchmarks`,
+    `unet_methods` and `unet_scenarios` narrow the budget to some benchmarks and some of the UNet
+    benchmark's methods and scenarios."""
     from ..toyworld.assets import load_toy_classifier, load_toy_pipeline
     from .provenance import default_cache_dir
 
     budget = make_budget(budget) if isinstance(budget, str) else budget
     if benchmarks:
         budget = replace(budget, benchmarks=tuple(b.replace("-", "_") for b in benchmarks))
+    if unet_methods:
+        unknown = [m for m in unet_methods if m not in unet.METHODS]
+        if unknown:
+            raise ValueError(f"unknown UNet method {unknown[0]!r}; choose from {', '.join(unet.METHODS)}")
+        budget = replace(budget, unet=replace(budget.unet, methods=tuple(unet_methods)))
+    if unet_scenarios:
+        unknown = [s for s in unet_scenarios if s not in UNET_SCENARIOS]
+        if unknown:
+            raise ValueError(f"unknown UNet scenario {unknown[0]!r}; choose from {', '.join(UNET_SCENARIOS)}")
+        budget = replace(budget, unet_scenarios=tuple(unet_scenarios))
     cache = CellCache(cache_dir or default_cache_dir())
     cache.remove_stale_partials()
     log(f"bench all: budget {budget.name}, cell cache {cache.root}")

@@ -76,12 +76,18 @@ def _fid(row: dict) -> str:
     return f"{f['mean']:.1f} ({row['base_toy_fid']:.1f})"
 
 
+def _any_erased(row: dict) -> str:
+    block = row.get("any_erased_object")
+    return "–" if block is None else fmt_interval(block["value"])
+
+
 def _unet(r: dict) -> list[str]:
-    lines = ["| method | scenario | residual (erased) | Δ residual | retained | Δ retained | superclass coherence "
-             "| toy FID (base) | s / concept |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| method | scenario | residual (erased) | Δ residual | any erased object | retained | Δ retained "
+             "| superclass coherence | toy FID (base) | s / concept |", "|---|---|---|---|---|---|---|---|---|---|"]
     for row in r["rows"]:
         lines.append(f"| {row['method']} | {row['scenario']} | {fmt_interval(row['residual_accuracy']['value'])} "
                      f"| {fmt_difference(row['residual_accuracy']['delta_vs_base'])} "
+                     f"| {_any_erased(row)} "
                      f"| {fmt_interval(row['retained_accuracy']['value'])} "
                      f"| {fmt_difference(row['retained_accuracy']['delta_vs_base'])} "
                      f"| {fmt_interval(row['superclass_coherence'])} | {_fid(row)} | {row['seconds_per_concept']:.1f} |")
