@@ -75,6 +75,12 @@ PROMPTS = _all_prompts()
 PROMPT_INDEX = {p: i for i, p in enumerate(PROMPTS)}
 
 
+def _refuse_unknown(kind: str, given, allowed) -> None:
+    unknown = [g for g in given if g not in allowed]
+    if unknown:
+        raise ValueError(f"unknown {kind} {unknown[0]!r}; choose from {', '.join(allowed)}")
+
+
 @dataclass
 class Budget:
     """How much a `bench all` run measures. `full` is the published one; `quick` a smoke run of
@@ -111,9 +117,9 @@ class Budget:
         self.text_encoder.paraphrase_images_per_prompt = self.paraphrase_images_per_prompt
         self.robustness.retained_images_per_prompt = self.sampling.images_per_prompt
         self.robustness.attack = replace(self.robustness.attack, seed=ATTACK_SEEDS["robustness"])
-        unknown = [b for b in self.benchmarks if b not in BENCHMARKS]
-        if unknown:
-            raise ValueError(f"unknown benchmark {unknown[0]!r}; choose from {', '.join(BENCHMARKS)}")
+        _refuse_unknown("benchmark", self.benchmarks, BENCHMARKS)
+        _refuse_unknown("UNet method", self.unet.methods, unet.METHODS)
+        _refuse_unknown("UNet scenario", self.unet_scenarios, UNET_SCENARIOS)
 
     def settings(self) -> dict:
         return json.loads(json.dumps(asdict(self), default=str))
@@ -793,15 +799,9 @@ def bench_all(budget: str | Budget = "full", output_dir: str | Path = "bench/res
     budget = make_budget(budget) if isinstance(budget, str) else budget
     if benchmarks:
         budget = replace(budget, benchmarks=tuple(b.replace("-", "_") for b in benchmarks))
-    if unet_methods:
-        unknown = [m for m in unet_methods if m not in unet.METHODS]
-        if unknown:
-            raise ValueError(f"unknown UNet method {unknown[0]!r}; choose from {', '.join(unet.METHODS)}")
+    if unet_methods:  # Budget checks the names
         budget = replace(budget, unet=replace(budget.unet, methods=tuple(unet_methods)))
     if unet_scenarios:
-        unknown = [s for s in unet_scenarios if s not in UNET_SCENARIOS]
-        if unknown:
-            raise ValueError(f"unknown UNet scenario {unknown[0]!r}; choose from {', '.join(UNET_SCENARIOS)}")
         budget = replace(budget, unet_scenarios=tuple(unet_scenarios))
     cache = CellCache(cache_dir or default_cache_dir())
     cache.remove_stale_partials()
