@@ -329,13 +329,16 @@ def test_the_closed_form_is_one_cell_per_scenario_and_the_warm_start_trains_a_th
     assert "closed_form" in full.robustness.methods
 
 
-def test_bench_all_refuses_an_unknown_unet_method_or_scenario_before_loading_anything(tmp_path):
+def test_bench_all_refuses_an_unknown_method_or_scenario_before_loading_anything(tmp_path):
     from unlearn_core.research.benchmarks import suite
 
     with pytest.raises(ValueError, match="unknown UNet method 'closedform'; choose from dynamic_mask"):
         suite.bench_all("tiny", output_dir=tmp_path / "out", cache_dir=tmp_path / "cache", unet_methods=("closedform",))
     with pytest.raises(ValueError, match="unknown UNet scenario 'seq10'; choose from sequential"):
         suite.bench_all("tiny", output_dir=tmp_path / "out", cache_dir=tmp_path / "cache", unet_scenarios=("seq10",))
+    with pytest.raises(ValueError, match="unknown robustness method 'closedform'; choose from base"):
+        suite.bench_all("tiny", output_dir=tmp_path / "out", cache_dir=tmp_path / "cache",
+                        robustness_methods=("closedform",))
     assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
 
 

@@ -165,7 +165,8 @@ def cmd_bench_all(args) -> int:
     bench_all(args.budget, output_dir=args.output_dir, cache_dir=args.cache_dir, command=_command_line(),
               model=args.model, classifier=args.classifier, benchmarks=tuple(args.benchmarks or ()) or None,
               unet_methods=tuple(args.unet_methods or ()) or None,
-              unet_scenarios=tuple(args.unet_scenarios or ()) or None, log=print)
+              unet_scenarios=tuple(args.unet_scenarios or ()) or None,
+              robustness_methods=tuple(args.robustness_methods or ()) or None, log=print)
     return 0
 
 
@@ -624,6 +625,10 @@ def build_parser() -> argparse.ArgumentParser:
     ba.add_argument("--unet-scenarios", nargs="+", default=None, choices=["sequential", "style", "simultaneous"],
                     help="run only these scenarios of the UNet benchmark (sequential gives the rows seq3, seq6 and "
                          "seq10; default: all)")
+    ba.add_argument("--robustness-methods", nargs="+", default=None, metavar="METHOD",
+                    help="attack only these methods in the robustness benchmark (dynamic_mask, dynamic_mask_robust, "
+                         "closed_form, few_shot_text_encoder, salun, esd_x, esd_u; the base model is always measured; "
+                         "default: all)")
     _toy_model_options(ba)
     ba.set_defaults(func=cmd_bench_all)
     return p

@@ -120,6 +120,7 @@ class Budget:
         _refuse_unknown("benchmark", self.benchmarks, BENCHMARKS)
         _refuse_unknown("UNet method", self.unet.methods, unet.METHODS)
         _refuse_unknown("UNet scenario", self.unet_scenarios, UNET_SCENARIOS)
+        _refuse_unknown("robustness method", self.robustness.methods, rob.METHODS)
 
     def settings(self) -> dict:
         return json.loads(json.dumps(asdict(self), default=str))
@@ -789,10 +790,12 @@ def write_json(path: str | Path, data: dict) -> None:
 def bench_all(budget: str | Budget = "full", output_dir: str | Path = "bench/results", cache_dir: str | Path | None = None,
               command: str = "", model: str | Path | None = None, classifier: str | Path | None = None,
               benchmarks: tuple[str, ...] | None = None, unet_methods: tuple[str, ...] | None = None,
-              unet_scenarios: tuple[str, ...] | None = None, log=print) -> dict:
+              unet_scenarios: tuple[str, ...] | None = None, robustness_methods: tuple[str, ...] | None = None,
+              log=print) -> dict:
     """The whole `bench all` command: load the toy model and classifier, run, write. `benchmarks`,
-    `unet_methods` and `unet_scenarios` narrow the budget to some benchmarks and some of the UNet
-    benchmark's methods and scenarios."""
+    `unet_methods`, `unet_scenarios` and `robustness_methods` narrow the budget to some benchmarks,
+    some of the UNet benchmark's methods and scenarios and some of the robustness benchmark's
+    methods (the base model's rows, the reference of every attack, are always measured)."""
     from ..toyworld.assets import load_toy_classifier, load_toy_pipeline
     from .provenance import default_cache_dir
 
@@ -803,6 +806,9 @@ def bench_all(budget: str | Budget = "full", output_dir: str | Path = "bench/res
         budget = replace(budget, unet=replace(budget.unet, methods=tuple(unet_methods)))
     if unet_scenarios:
         budget = replace(budget, unet_scenarios=tuple(unet_scenarios))
+    if robustness_methods:
+        methods = ("base",) + tuple(m for m in robustness_methods if m != "base")
+        budget = replace(budget, robustness=replace(budget.robustness, methods=methods))
     cache = CellCache(cache_dir or default_cache_dir())
     cache.remove_stale_partials()
     log(f"bench all: budget {budget.name}, cell cache {cache.root}")
