@@ -31,8 +31,6 @@ This module imports `comfy` and is only imported inside ComfyUI (or scripts that
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import math
 import re
 from typing import Callable, Iterable, Iterator
 
@@ -43,6 +41,7 @@ import comfy.model_base
 import comfy.model_management
 import comfy.model_sampling
 
+from ..unlearn_core.conditioning import AdmPacking
 from ..unlearn_core.protocol import PLACEHOLDER, eps_from_prediction
 
 
@@ -79,30 +78,6 @@ def prediction_type_of(model_sampling) -> str:
     if isinstance(model_sampling, comfy.model_sampling.EPS):
         return "epsilon"
     raise BridgeError(f"unsupported prediction type of {type(model_sampling).__name__}")
-
-
-@dataclasses.dataclass(frozen=True)
-class AdmPacking:
-    """An ADM vector `y` of `channels` values carried as extra rows (zero-padded) after the token
-    rows of a [B, tokens, width] conditioning tensor, so that it follows every index, cat and
-    expand the trainers apply to the conditioning."""
-
-    channels: int  # the UNet's adm_in_channels (SDXL: 2816)
-    width: int  # the context dimension (SDXL: 2048)
-
-    @property
-    def rows(self) -> int:
-        return math.ceil(self.channels / self.width)
-
-    def pack(self, context: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if y.shape[-1] != self.channels:
-            raise BridgeError(f"ADM vector has {y.shape[-1]} values, the UNet expects {self.channels}")
-        padded = torch.nn.functional.pad(y, (0, self.rows * self.width - self.channels))
-        return torch.cat([context, padded.view(len(y), self.rows, self.width).to(context)], dim=1)
-
-    def unpack(self, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(context [B, tokens, width], y [B, channels])."""
-        return cond[:, :-self.rows], cond[:, -self.rows:].reshape(len(cond), -1)[:, :self.channels]
 
 
 def adm_packing_of(base_model) -> AdmPacking | None:

@@ -246,11 +246,31 @@ def test_bench_real_size_times_both_methods_on_an_sd15_shaped_unet(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     result = json.loads(out.read_text())
     assert result["unet_parameters"] > 800e6  # SD1.5's UNet is 860M parameters
-    assert [row["method"] for row in result["rows"]] == ["dynamic_mask", "paper_code"]
+    assert [row["method"] for row in result["rows"]] == ["plain_finetune", "paper_code", "dynamic_mask",
+                                                         "dynamic_mask_bank"]
     assert all(row["seconds_per_step"] > 0 for row in result["rows"])
+    assert result["rows"][0]["step_ratio_to_plain"] == 1.0
+    # the banked row ran the reference up front (setup time), the others have no bank to build
+    assert result["rows"][3]["seconds_setup"] > result["rows"][2]["seconds_setup"]
     assert (tmp_path / "real_size.md").read_text().count("| dynamic_mask |") == 1
     bad = run("bench", "real-size", "--resolution", "100", "--output", str(tmp_path / "x.json"))
     assert bad.returncode == 2 and "multiple of 64" in bad.stderr and not (tmp_path / "x.json").exists()
+
+
+@pytest.mark.slow
+def test_bench_real_size_closed_form_times_the_edit_with_text_encoding(tmp_path):
+    """On the SD1.5 shape only (the SDXL shape needs about 14 GB; its adapter path is tested on a tiny
+    SDXL pipeline in test_sdxl_diffusers.py)."""
+    out = tmp_path / "cf.json"
+    r = run("--threads", "2", "bench", "real-size", "--closed-form", "--models", "sd15", "--concepts", "2",
+            "--repeats", "1", "--output", str(out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert result["models"]["sd15"]["unet_parameters"] > 800e6 and result["weights"] == "random"
+    assert [(row["model"], row["concepts"]) for row in result["rows"]] == [("sd15", 2), ("sd15", 2)]
+    for row in result["rows"]:  # 16 cross-attention blocks x (to_k, to_v); encoding is part of the time
+        assert row["edited_weights"] == 32 and 0 < row["seconds_text_encoding"] < row["seconds"]
+    assert (tmp_path / "cf.md").read_text().count("| sd15 | 2 |") == 2
 
 
 def test_forget_options_for_the_robust_method_reach_the_config():
@@ -317,7 +337,8 @@ def test_forget_flags_set_the_config_fields_they_name():
 
     values = {"mode": "simultaneous", "target": "attention", "steps": 7, "batch_size": 3, "lr": 0.002,
               "images_per_concept": 9, "density": 0.3, "warmup": 4, "update_interval": 6, "turnover": 0.1,
-              "alignment_weight": 0.7, "distillation_weight": 0.5, "adversarial_interval": 5, "seed": 11}
+              "alignment_weight": 0.7, "distillation_weight": 0.5, "adversarial_interval": 5, "distillation_bank": 8,
+              "seed": 11}
     assert set(values) == set(UNET_FLAGS)
     flags = [x for dest, v in values.items() for x in (f"--{dest.replace('_', '-')}", str(v))]
     for model in (["--model", "m"], []):

@@ -312,3 +312,49 @@ def test_superclass_target_reference_and_guidance(adapter, data):
         Loss(superclass_reference="base").validate()
     with pytest.raises(ValueError, match="superclass_guidance"):
         Loss(superclass_guidance=-1).validate()
+
+
+class _CountingAdapter:
+    """The real adapter, counting the rows it predicts without gradients (reference and target passes)."""
+
+    def __init__(self, adapter):
+        self._adapter, self.no_grad_rows = adapter, 0
+
+    def __getattr__(self, name):
+        return getattr(self._adapter, name)
+
+    def predict_noise(self, x_t, t, cond, weights=None):
+        if not torch.is_grad_enabled():
+            self.no_grad_rows += len(x_t)
+        return self._adapter.predict_noise(x_t, t, cond, weights)
+
+
+@pytest.mark.slow
+def test_distillation_bank_computes_the_reference_once_per_concept(adapter, data):
+    """With a bank of k draws, the frozen reference runs on k distillation batches per concept instead of
+    one per step; every banked target is the reference's prediction for its inputs."""
+    from unlearn_core.unet_unlearning import _distillation_bank, _Step, distillation_target
+
+    steps, bank, b = 6, 2, 2
+    counts = {}
+    for size in (0, bank):
+        counting = _CountingAdapter(adapter)
+        unlearn_unet(counting, CONCEPTS, short_config(steps_per_concept=steps, distillation_bank=size),
+                     data=data[0], retain=data[1])
+        counts[size] = counting.no_grad_rows
+    # distillation rows per step: retained + empty prompt (b each), plus b of the earlier concept in phase 2
+    rows_per_step = [2 * b, 3 * b]
+    assert counts[0] - counts[bank] == sum((steps - bank) * r for r in rows_per_step)
+
+    base = adapter.denoiser_weights()
+    teacher = {n: base[n] + 0.01 for n in select_weights(adapter.module_types(), "cross_attention")}
+    uncond = adapter.encode_prompts([""])
+    entries = _distillation_bank(adapter, _Step(adapter, torch.Generator().manual_seed(0), b), data[0], [1], [0],
+                                 data[1], uncond, teacher, "base", 3)
+    assert len(entries) == 3
+    for x, t, c, target in entries:
+        assert len(x) == 3 * b
+        with torch.no_grad():
+            torch.testing.assert_close(target, distillation_target(adapter, x, t, c, b, teacher, "base"))
+    with pytest.raises(ValueError, match="distillation_bank"):
+        short_config(distillation_bank=-1).validate()

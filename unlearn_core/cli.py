@@ -126,6 +126,8 @@ def cmd_bench_real_size_closed_form(args) -> int:
     from .research.benchmarks.closed_form import ClosedFormBenchConfig, markdown_table, run_closed_form_benchmark
 
     cfg = ClosedFormBenchConfig(seed=args.seed, repeats=args.repeats)
+    if args.models:
+        cfg.models = tuple(args.models)
     if args.concepts:
         cfg.concept_counts = tuple(args.concepts)
     if cfg.repeats < 1 or not all(1 <= n <= 10 for n in cfg.concept_counts):
@@ -199,7 +201,7 @@ UNET_FLAGS = {"mode": "mode", "target": "target", "steps": "steps_per_concept", 
               "lr": "lr", "images_per_concept": "images_per_concept", "density": "mask.density",
               "warmup": "mask.warmup_steps", "update_interval": "mask.update_interval", "turnover": "mask.turnover",
               "alignment_weight": "loss.alignment_weight", "distillation_weight": "loss.distillation_weight",
-              "adversarial_interval": "adversarial_interval", "seed": "seed"}
+              "adversarial_interval": "adversarial_interval", "distillation_bank": "distillation_bank", "seed": "seed"}
 # ... and for --method text-encoder (--lora-rank also sets lora_alpha = rank, see text_encoder_config_from_args)
 TEXT_ENCODER_FLAGS = {"te_layers": "num_layers", "clip_skip": "clip_skip", "steps": "steps",
                       "adversarial_interval": "adversarial_interval", "lora_rank": "lora_rank", "seed": "seed"}
@@ -276,6 +278,9 @@ def cmd_forget_text_encoder(args, concept_set) -> int:
     _attach_images(concept_set, args.images)
     concept_set.validate()
     pipe = load_pipeline(_model_dir(args))
+    if getattr(pipe, "text_encoder_2", None) is not None:
+        raise ValueError("--method text-encoder edits one CLIP text encoder, and this SDXL model has two; erase from "
+                         "its UNet instead (--method dynamic-mask or closed-form)")
     cfg = text_encoder_config_from_args(args)
     bar = ProgressReporter("forgetting", fields=("concept", "stage", "loss"))
     result = forget_text_encoder(ClipTextAdapter(pipe.tokenizer, pipe.text_encoder, clip_skip=cfg.clip_skip),
@@ -507,6 +512,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--alignment-weight", type=float, default=None, help=_unet_flag_help("loss.alignment_weight"))
     f.add_argument("--distillation-weight", type=float, default=None,
                    help=_unet_flag_help("loss.distillation_weight"))
+    f.add_argument("--distillation-bank", type=int, default=None, help=_unet_flag_help("distillation_bank"))
     f.add_argument("--lora-rank", type=int, default=None,
                    help=f"UNet methods: rank of the LoRA file extracted from the edit (default: {UNET_LORA_RANK}). "
                         f"Text-encoder method: {_te_flag_help('lora_rank', '; lora_alpha = rank')}")
@@ -575,18 +581,21 @@ def build_parser() -> argparse.ArgumentParser:
     _sampling_options(bt)
     _bench_options(bt, "bench/results/text_encoder.json")
     bt.set_defaults(func=cmd_bench_text_encoder)
-    bs = bsub.add_parser("real-size", help="seconds per training step of the Dynamic-Mask trainer on an SD1.5-size "
-                                           "UNet with random weights (writes bench/results/real_size.json and .md); "
+    bs = bsub.add_parser("real-size", help="seconds per training step and peak memory of a plain fine-tune, the "
+                                           "paper's recipe and ours on an SD1.5-size UNet with random weights "
+                                           "(writes bench/results/real_size.json and .md); "
                                            "with --closed-form, seconds of the closed-form edit instead")
     bs.add_argument("--resolution", type=int, default=512, help="image side in pixels (latents are 1/8)")
     bs.add_argument("--steps", type=int, default=4, help="timed training steps per method")
     bs.add_argument("--device", default="cpu", help="cpu or cuda")
     bs.add_argument("--seed", type=int, default=0)
     bs.add_argument("--closed-form", action="store_true",
-                    help="time the closed-form edit, text encoding included, on an SD1.5-shaped UNet with a "
-                         "CLIP-L-shaped text encoder (writes bench/results/real_size_closed_form.json and .md)")
+                    help="time the closed-form edit, text encoding included, on SD1.5- and SDXL-shaped UNets with "
+                         "their text encoders (writes bench/results/real_size_closed_form.json and .md)")
     bs.add_argument("--concepts", type=int, nargs="*", default=None,
                     help="with --closed-form: how many concepts per row, each 1-10 (default: 1 and 10)")
+    bs.add_argument("--models", nargs="+", default=None, choices=["sd15", "sdxl"],
+                    help="with --closed-form: which model shapes to time (default: both; SDXL needs about 14 GB)")
     bs.add_argument("--repeats", type=int, default=2,
                     help="with --closed-form: timed runs per row; the fastest is reported")
     bs.add_argument("--output", default=None,

@@ -141,6 +141,12 @@ class UnetUnlearnConfig:
         "Where training starts: 'none' (the input model) or 'closed_form' (the closed-form key/value edit, "
         "computed in seconds with its default settings, then trained further; the target must include the "
         "cross-attention keys and values).")})
+    distillation_bank: int = field(default=0, metadata={"help": (
+        "How many distillation draws (noised images of retained prompts, of the empty prompt and of concepts "
+        "erased earlier) are drawn per concept, with the frozen reference's predictions for them computed "
+        "once; each step then takes one of them instead of running the reference again. The reference is "
+        "fixed for the whole concept, so this only changes how often a draw is reused (0 = a fresh draw and a "
+        "reference pass every step).")})
 
     @classmethod
     def toy(cls) -> "UnetUnlearnConfig":
@@ -165,6 +171,8 @@ class UnetUnlearnConfig:
         if self.adversarial_interval < 0 or self.adversarial_steps < 1 or not self.adversarial_lr > 0:
             raise ValueError("adversarial_interval must be >= 0 (0 = off), adversarial_steps >= 1 and "
                              "adversarial_lr > 0")
+        if self.distillation_bank < 0:
+            raise ValueError(f"distillation_bank must be >= 0 (0 = no bank), got {self.distillation_bank}")
         if self.warm_start not in ("none", "closed_form"):
             raise ValueError(f"warm_start must be 'none' or 'closed_form', not {self.warm_start!r}")
         self.mask.validate()

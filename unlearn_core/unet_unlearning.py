@@ -166,6 +166,11 @@ def unlearn_unet(adapter: DenoiserAdapter, concept_set: ConceptSet, config: Unet
         mask = build_mask(config.mask, {n: d.shape for n, d in deltas.items()})
         optim = MaskedAdam(deltas, lr=config.lr)
         warmup = config.mask.warmup_steps if config.mask.needs_warmup else 0
+        bank = None
+        if config.distillation_bank > 0 and config.loss.kind == "concept_aware" and config.loss.distillation_weight > 0:
+            bank = _distillation_bank(adapter, sampler, data, phase, erased_before, retain,
+                                      uncond if config.loss.preserve_unconditional else None, teacher,
+                                      config.loss.retain_reference, config.distillation_bank)
         for step in range(-warmup, steps):
             if should_cancel is not None and should_cancel():
                 raise UnlearnCancelled("unlearning cancelled; the input model is unchanged and nothing was written")
@@ -204,8 +209,11 @@ def unlearn_unet(adapter: DenoiserAdapter, concept_set: ConceptSet, config: Unet
                 sidx = sampler.pick(len(d.superclass_latents))
                 xs_t, noise_s, t_s = sampler.noised(d.superclass_latents[sidx])
                 xs.append(xs_t), ts.append(t_s), cs.append(d.superclass_cond[sampler.pick(len(d.superclass_cond))])
-                kd_x, kd_t, kd_c, kd_prev = _distillation_batch(sampler, data, erased_before, retain, d,
-                                                       uncond if config.loss.preserve_unconditional else None)
+                if bank is not None:  # a draw whose reference prediction was computed when the phase began
+                    kd_x, kd_t, kd_c, kd_target = bank[int(torch.randint(0, len(bank), (1,), generator=sampler.gen))]
+                else:
+                    kd_x, kd_t, kd_c, kd_prev = _distillation_batch(sampler, data, erased_before, retain, d,
+                                                                   uncond if config.loss.preserve_unconditional else None)
                 use_kd = kd_x is not None and config.loss.distillation_weight > 0
                 if use_kd:
                     xs.append(kd_x), ts.append(kd_t), cs.append(kd_c)
@@ -215,9 +223,10 @@ def unlearn_unet(adapter: DenoiserAdapter, concept_set: ConceptSet, config: Unet
                 terms["concept"] = concept_aware_loss(pred[:b], target)
                 terms["alignment"] = config.loss.alignment_weight * alignment_loss(pred[b:s_end], noise_s)
                 if use_kd:
-                    with torch.no_grad():
-                        kd_target = distillation_target(adapter, kd_x, kd_t, kd_c, kd_prev, teacher,
-                                                         config.loss.retain_reference)
+                    if bank is None:
+                        with torch.no_grad():
+                            kd_target = distillation_target(adapter, kd_x, kd_t, kd_c, kd_prev, teacher,
+                                                             config.loss.retain_reference)
                     terms["distillation"] = config.loss.distillation_weight * distillation_loss(pred[s_end:], kd_target)
             loss = sum(terms.values())
             grads = torch.autograd.grad(loss, [deltas[n] for n in names])
@@ -315,6 +324,24 @@ def distillation_target(adapter: DenoiserAdapter, x, t, c, n_prev: int, teacher,
     if n_prev == 0:
         return rest
     return torch.cat([adapter.predict_noise(x[:n_prev], t[:n_prev], c[:n_prev], teacher), rest])
+
+
+def _distillation_bank(adapter: DenoiserAdapter, sampler: _Step, data: list[ConceptData], phase: list[int],
+                       erased_before: list[int], retain: RetainData | None, uncond: torch.Tensor | None, teacher,
+                       retain_reference: str, size: int) -> list[tuple] | None:
+    """`size` distillation batches (as `_distillation_batch` draws them, cycling through the phase's
+    concepts) with their reference predictions: (x_t, t, cond, target) each. The reference of every
+    row is frozen while the phase lasts (the teacher snapshot, or the base model), so a target
+    computed now is the one a later step would compute. None when there is nothing to distil."""
+    bank = []
+    with torch.no_grad():
+        for i in range(size):
+            x, t, c, n_prev = _distillation_batch(sampler, data, erased_before, retain, data[phase[i % len(phase)]],
+                                                  uncond)
+            if x is None:
+                return None
+            bank.append((x, t, c, distillation_target(adapter, x, t, c, n_prev, teacher, retain_reference)))
+    return bank
 
 
 def _distillation_batch(sampler: _Step, data: list[ConceptData], erased_before: list[int],

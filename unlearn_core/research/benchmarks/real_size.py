@@ -5,7 +5,9 @@ parameters, cross-attention width 768) and random weights: the time and memory o
 step do not depend on the weights' values. The training data are random latents and random
 conditioning of the right shapes, so the measurement covers the trainer (the concept-aware,
 alignment and distillation batches, the teacher pass, the mask and the optimizer), not the
-image generation that precedes it. Runs on the CPU, or on a GPU with --device cuda.
+image generation that precedes it. Each row (`ROWS`) is timed in the same process against a plain
+fine-tune of the same weights, and reported as a ratio to it. Runs on the CPU, or on a GPU with
+--device cuda.
 """
 
 from __future__ import annotations
@@ -27,6 +29,63 @@ SD15_UNET = dict(sample_size=64, in_channels=4, out_channels=4, layers_per_block
                  block_out_channels=(320, 640, 1280, 1280), cross_attention_dim=768, attention_head_dim=8,
                  down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
                  up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3)
+
+#: SDXL base 1.0's UNet (2.6B parameters, context 2048 = CLIP-L 768 + OpenCLIP-G 1280), text encoders and VAE
+SDXL = {
+    "unet": dict(sample_size=128, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(320, 640, 1280),
+                 down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+                 up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+                 transformer_layers_per_block=(1, 2, 10), attention_head_dim=(5, 10, 20), cross_attention_dim=2048,
+                 use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=256,
+                 projection_class_embeddings_input_dim=2816),
+    "clip_l": dict(vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                   num_attention_heads=12, max_position_embeddings=77, hidden_act="quick_gelu", projection_dim=768),
+    "clip_g": dict(vocab_size=49408, hidden_size=1280, intermediate_size=5120, num_hidden_layers=32,
+                   num_attention_heads=20, max_position_embeddings=77, hidden_act="gelu", projection_dim=1280),
+    "vae": dict(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(128, 256, 512, 512),
+                down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+                layers_per_block=2, sample_size=1024, scaling_factor=0.13025),
+}
+#: the same structure at toy size, for tests (context 64 = 32 + 32; pooled 32 + 6 size ids x 8)
+TINY_SDXL = {
+    "unet": dict(sample_size=16, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(32, 64),
+                 down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                 up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), transformer_layers_per_block=(1, 2),
+                 attention_head_dim=(2, 4), cross_attention_dim=64, norm_num_groups=8, use_linear_projection=True,
+                 addition_embed_type="text_time", addition_time_embed_dim=8, projection_class_embeddings_input_dim=80),
+    "clip_l": dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                   max_position_embeddings=77, hidden_act="quick_gelu", projection_dim=32),
+    "clip_g": dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                   max_position_embeddings=77, hidden_act="gelu", projection_dim=32),
+    "vae": dict(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(32, 64),
+                down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                layers_per_block=1, norm_num_groups=8, sample_size=32),
+}
+
+
+def random_sdxl_pipeline(shapes: dict, words, tokenizer_dir, seed: int = 0):
+    """A StableDiffusionXLPipeline of the given `shapes` (SDXL or TINY_SDXL) with random weights and a
+    CLIP-format tokenizer built for `words` (one token per word, as CLIP's vocabulary has for common
+    words), written to `tokenizer_dir`."""
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    from ..toyworld.tokenizer import build_tokenizer
+
+    tokenizer = build_tokenizer(set(words), str(tokenizer_dir))
+    tokenizer.model_max_length = 77
+    torch.manual_seed(seed)
+    vocab = max(len(tokenizer), shapes["clip_l"].get("vocab_size", 0))
+    clip_l = CLIPTextModel(CLIPTextConfig(**{**shapes["clip_l"], "vocab_size": vocab})).eval()
+    clip_g = CLIPTextModelWithProjection(CLIPTextConfig(**{**shapes["clip_g"], "vocab_size": vocab})).eval()
+    unet = UNet2DConditionModel(**shapes["unet"]).eval()
+    vae = AutoencoderKL(**shapes["vae"]).eval()
+    scheduler = EulerDiscreteScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
+                                       timestep_spacing="leading", steps_offset=1)
+    pipe = StableDiffusionXLPipeline(vae=vae, text_encoder=clip_l, text_encoder_2=clip_g, tokenizer=tokenizer,
+                                     tokenizer_2=tokenizer, unet=unet, scheduler=scheduler)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
 
 
 @dataclass
@@ -69,15 +128,33 @@ def _random_data(adapter, n: int, seed: int):
     return concept, data, retain
 
 
+#: (row name, method, overrides): a plain fine-tune of the same weights (the concept-aware loss alone:
+#: no mask, no distillation, no alignment term) as the reference, the released code's recipe, and ours
+#: with the distillation reference run every step and with it banked once per concept
+ROWS = (("plain_finetune", "finetune", {"loss.distillation_weight": 0.0, "loss.alignment_weight": 0.0}),
+        ("paper_code", "paper_code", {}),
+        ("dynamic_mask", "dynamic_mask", {}),
+        ("dynamic_mask_bank", "dynamic_mask", {"distillation_bank": 50}))
+
+
+def _row_config(method: str, overrides: dict, cfg: RealSizeBenchConfig) -> UnetUnlearnConfig:
+    from ...config_help import set_value
+
+    base = UnetUnlearnConfig(batch_size=cfg.batch_size, seed=cfg.seed, mask=MaskConfig(warmup_steps=1, update_interval=100))
+    tc = method_config(method, base)
+    for path, value in overrides.items():
+        set_value(tc, path, value)
+    return tc
+
+
 def run_real_size_benchmark(cfg: RealSizeBenchConfig, log=print) -> dict:
     adapter = sd15_shaped_adapter(cfg)
     params = sum(p.numel() for p in adapter.unet.parameters())
     concept, data, retain = _random_data(adapter, 4, cfg.seed)
     concept_set = ConceptSet([concept], ["retained prompt"])
     rows = []
-    for method in ("dynamic_mask", "paper_code"):
-        base = UnetUnlearnConfig(batch_size=cfg.batch_size, seed=cfg.seed, mask=MaskConfig(warmup_steps=1, update_interval=100))
-        tc = method_config(method, base)
+    for name, method, overrides in ROWS:
+        tc = _row_config(method, overrides, cfg)
         tc.steps_per_concept = 1
         unlearn_unet(adapter, concept_set, tc, data=[data], retain=retain)  # warm-up: allocations, kernels
         tc.steps_per_concept = cfg.steps
@@ -89,12 +166,21 @@ def run_real_size_benchmark(cfg: RealSizeBenchConfig, log=print) -> dict:
             wall = time.time() - t0
         peak_gpu = torch.cuda.max_memory_allocated() / 2**20 if cfg.device.startswith("cuda") else None
         per_step = result.seconds_per_step
-        row = {"method": method, "seconds_per_step": per_step, "wall_seconds": wall,
-               "minutes_per_concept_500_steps": per_step * 500 / 60, "peak_cpu_heap_mb": mem.peak_mb,
+        # what is not a step: the bank's reference passes, once per concept
+        setup = max(0.0, wall - sum(r["seconds"] for r in result.stats))
+        row = {"method": name, "trainer_method": method, "overrides": overrides, "seconds_per_step": per_step,
+               "seconds_setup": setup, "wall_seconds": wall,
+               "minutes_per_concept_500_steps": (per_step * 500 + setup) / 60, "peak_cpu_heap_mb": mem.peak_mb,
                "peak_gpu_mb": peak_gpu}
         rows.append(row)
-        log(f"{method}: {per_step:.2f} s/step -> {row['minutes_per_concept_500_steps']:.0f} min per concept at 500 steps; "
-            f"peak heap +{mem.peak_mb:.0f} MB" + (f", GPU {peak_gpu:.0f} MB" if peak_gpu else ""))
+        log(f"{name}: {per_step:.2f} s/step (+{setup:.1f}s setup) -> {row['minutes_per_concept_500_steps']:.0f} min "
+            f"per concept at 500 steps; peak heap +{mem.peak_mb:.0f} MB" + (f", GPU {peak_gpu:.0f} MB" if peak_gpu else ""))
+    plain = rows[0]
+    for row in rows:
+        row["step_ratio_to_plain"] = row["seconds_per_step"] / plain["seconds_per_step"]
+        row["memory_ratio_to_plain"] = row["peak_cpu_heap_mb"] / max(plain["peak_cpu_heap_mb"], 1e-9)
+        if peak_gpu is not None:
+            row["gpu_memory_ratio_to_plain"] = row["peak_gpu_mb"] / plain["peak_gpu_mb"]
     # no model file: tests/test_bench_results.py exempts these results from the toy model's hash by this key
     return {"rows": rows, "settings": asdict(cfg), "unet_parameters": params, "weights": "random",
             "torch_threads": torch.get_num_threads()}
@@ -105,10 +191,12 @@ def markdown_table(result: dict) -> str:
     lines = [f"SD1.5-shaped UNet ({result['unet_parameters'] / 1e6:.0f}M parameters, random weights), "
              f"{s['resolution']}×{s['resolution']} px, batch {s['batch_size']}, device {s['device']}, "
              f"{result['torch_threads']} torch threads, {s['steps']} timed steps:", "",
-             "| method | s / step | min per concept (500 steps) | peak heap MB | peak GPU MB |",
-             "|---|---|---|---|---|"]
+             "| method | s / step | × plain fine-tune | setup s | min per concept (500 steps) | peak heap MB "
+             "| × plain | peak GPU MB |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         gpu = "–" if r["peak_gpu_mb"] is None else f"{r['peak_gpu_mb']:.0f}"
-        lines.append(f"| {r['method']} | {r['seconds_per_step']:.2f} | {r['minutes_per_concept_500_steps']:.0f} "
-                     f"| {r['peak_cpu_heap_mb']:.0f} | {gpu} |")
+        lines.append(f"| {r['method']} | {r['seconds_per_step']:.2f} | {r['step_ratio_to_plain']:.2f} "
+                     f"| {r['seconds_setup']:.1f} | {r['minutes_per_concept_500_steps']:.0f} "
+                     f"| {r['peak_cpu_heap_mb']:.0f} | {r['memory_ratio_to_plain']:.2f} | {gpu} |")
     return "\n".join(lines) + "\n"
