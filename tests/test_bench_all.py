@@ -309,13 +309,15 @@ def test_bench_all_killed_after_its_first_cell_resumes_to_the_numbers_of_an_unin
     assert again.returncode == 0 and "[computed]" not in again.stdout, again.stdout + again.stderr
 
 
-def test_the_closed_form_is_one_cell_per_scenario_and_the_warm_start_trains_a_third_of_the_steps():
+def test_closed_form_has_one_cell_per_scenario_and_the_warm_and_bank_variants_change_one_setting():
     from unlearn_core.research.benchmarks import suite, unet
 
     full = suite.make_budget("full")
     assert suite.unet_seeds("closed_form", full) == (None,)  # no training: the seed would change nothing
     assert suite.unet_seeds("dynamic_mask", full) == (0, 1, 2)
-    assert {"closed_form", "dynamic_mask_warm", "dynamic_mask"} <= set(full.unet.methods)
+    assert {"closed_form", "dynamic_mask_warm", "dynamic_mask_bank", "dynamic_mask"} <= set(full.unet.methods)
+    bank = full.unet.trainer_config("dynamic_mask_bank")
+    assert bank.distillation_bank == full.unet.steps_per_concept // 10 and bank.warm_start == "none"
     cold = full.unet.trainer_config("dynamic_mask")
     warm = full.unet.trainer_config("dynamic_mask_warm")
     assert cold.warm_start == "none" and warm.warm_start == "closed_form"

@@ -630,7 +630,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="run and write only these (e.g. one per process, sharing --cache-dir; default: all)")
     ba.add_argument("--unet-methods", nargs="+", default=None, metavar="METHOD",
                     help="score only these methods in the UNet benchmark (dynamic_mask, dynamic_mask_warm, "
-                         "closed_form, paper_code, salun, esd_x, esd_u; default: all)")
+                         "dynamic_mask_bank, closed_form, paper_code, salun, esd_x, esd_u; default: all)")
     ba.add_argument("--unet-scenarios", nargs="+", default=None, choices=["sequential", "style", "simultaneous"],
                     help="run only these scenarios of the UNet benchmark (sequential gives the rows seq3, seq6 and "
                          "seq10; default: all)")

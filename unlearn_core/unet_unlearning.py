@@ -170,7 +170,7 @@ def unlearn_unet(adapter: DenoiserAdapter, concept_set: ConceptSet, config: Unet
         if config.distillation_bank > 0 and config.loss.kind == "concept_aware" and config.loss.distillation_weight > 0:
             bank = _distillation_bank(adapter, sampler, data, phase, erased_before, retain,
                                       uncond if config.loss.preserve_unconditional else None, teacher,
-                                      config.loss.retain_reference, config.distillation_bank)
+                                      config.loss.retain_reference, config.distillation_bank * len(phase))
         for step in range(-warmup, steps):
             if should_cancel is not None and should_cancel():
                 raise UnlearnCancelled("unlearning cancelled; the input model is unchanged and nothing was written")
