@@ -155,9 +155,9 @@ def run_real_size_benchmark(cfg: RealSizeBenchConfig, log=print) -> dict:
     rows = []
     for name, method, overrides in ROWS:
         tc = _row_config(method, overrides, cfg)
-        tc.steps_per_concept = 1
+        bank, tc.steps_per_concept, tc.distillation_bank = tc.distillation_bank, 1, min(tc.distillation_bank, 1)
         unlearn_unet(adapter, concept_set, tc, data=[data], retain=retain)  # warm-up: allocations, kernels
-        tc.steps_per_concept = cfg.steps
+        tc.steps_per_concept, tc.distillation_bank = cfg.steps, bank
         if cfg.device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
         with PeakMemory() as mem:
