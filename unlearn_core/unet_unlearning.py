@@ -6,7 +6,8 @@ model as base + delta through `adapter.predict_noise(..., weights=...)`. The dis
 is the same adapter with the delta as it was before the current concept (no second UNet).
 
 Sequential mode erases the concepts one after another (new mask warm-up, fresh optimizer and a
-teacher snapshot per concept); simultaneous mode erases them all in one run, cycling through the
+teacher snapshot per concept; with `distillation_bank`, the teacher's and the base model's
+predictions for a set of distillation draws are computed once per concept and reused); simultaneous mode erases them all in one run, cycling through the
 concepts step by step.
 """
 
@@ -170,7 +171,8 @@ def unlearn_unet(adapter: DenoiserAdapter, concept_set: ConceptSet, config: Unet
         if config.distillation_bank > 0 and config.loss.kind == "concept_aware" and config.loss.distillation_weight > 0:
             bank = _distillation_bank(adapter, sampler, data, phase, erased_before, retain,
                                       uncond if config.loss.preserve_unconditional else None, teacher,
-                                      config.loss.retain_reference, config.distillation_bank * len(phase))
+                                      config.loss.retain_reference, config.distillation_bank * len(phase),
+                                      should_cancel)
         for step in range(-warmup, steps):
             if should_cancel is not None and should_cancel():
                 raise UnlearnCancelled("unlearning cancelled; the input model is unchanged and nothing was written")
@@ -328,7 +330,8 @@ def distillation_target(adapter: DenoiserAdapter, x, t, c, n_prev: int, teacher,
 
 def _distillation_bank(adapter: DenoiserAdapter, sampler: _Step, data: list[ConceptData], phase: list[int],
                        erased_before: list[int], retain: RetainData | None, uncond: torch.Tensor | None, teacher,
-                       retain_reference: str, size: int) -> list[tuple] | None:
+                       retain_reference: str, size: int,
+                       should_cancel: Callable[[], bool] | None = None) -> list[tuple] | None:
     """`size` distillation batches (as `_distillation_batch` draws them, cycling through the phase's
     concepts) with their reference predictions: (x_t, t, cond, target) each. The reference of every
     row is frozen while the phase lasts (the teacher snapshot, or the base model), so a target
@@ -336,6 +339,8 @@ def _distillation_bank(adapter: DenoiserAdapter, sampler: _Step, data: list[Conc
     bank = []
     with torch.no_grad():
         for i in range(size):
+            if should_cancel is not None and should_cancel():
+                raise UnlearnCancelled("unlearning cancelled; the input model is unchanged and nothing was written")
             x, t, c, n_prev = _distillation_batch(sampler, data, erased_before, retain, data[phase[i % len(phase)]],
                                                   uncond)
             if x is None:
