@@ -242,7 +242,8 @@ def test_toy_train_quick_builds_a_loadable_model(tmp_path):
 @pytest.mark.slow
 def test_bench_real_size_times_both_methods_on_an_sd15_shaped_unet(tmp_path):
     out = tmp_path / "real_size.json"
-    r = run("--threads", "2", "bench", "real-size", "--resolution", "64", "--steps", "1", "--output", str(out))
+    r = run("--threads", "2", "bench", "real-size", "--resolution", "64", "--steps", "1", "--distillation-bank", "3",
+            "--output", str(out), timeout=1200)
     assert r.returncode == 0, r.stderr[-2000:]
     result = json.loads(out.read_text())
     assert result["unet_parameters"] > 800e6  # SD1.5's UNet is 860M parameters
@@ -252,6 +253,7 @@ def test_bench_real_size_times_both_methods_on_an_sd15_shaped_unet(tmp_path):
     assert result["rows"][0]["step_ratio_to_plain"] == 1.0
     # the banked row ran the reference up front (setup time), the others have no bank to build
     assert result["rows"][3]["seconds_setup"] > result["rows"][2]["seconds_setup"]
+    assert result["rows"][3]["overrides"] == {"distillation_bank": 3}
     assert (tmp_path / "real_size.md").read_text().count("| dynamic_mask |") == 1
     bad = run("bench", "real-size", "--resolution", "100", "--output", str(tmp_path / "x.json"))
     assert bad.returncode == 2 and "multiple of 64" in bad.stderr and not (tmp_path / "x.json").exists()

@@ -113,11 +113,13 @@ def cmd_bench_real_size(args) -> int:
         return cmd_bench_real_size_closed_form(args)
     from .research.benchmarks.real_size import RealSizeBenchConfig, markdown_table, run_real_size_benchmark
 
-    cfg = RealSizeBenchConfig(resolution=args.resolution, steps=args.steps, device=args.device, seed=args.seed)
+    cfg = RealSizeBenchConfig(resolution=args.resolution, steps=args.steps, device=args.device, seed=args.seed,
+                              distillation_bank=args.distillation_bank)
     if cfg.resolution % 64 or cfg.resolution < 64:
         raise ValueError(f"--resolution must be a positive multiple of 64, got {cfg.resolution}")
-    if cfg.steps < 1:
-        raise ValueError(f"--steps must be at least 1, got {cfg.steps}")
+    if cfg.steps < 1 or cfg.distillation_bank < 1:
+        raise ValueError(f"--steps and --distillation-bank must be at least 1, got {cfg.steps} and "
+                         f"{cfg.distillation_bank}")
     return _write_bench(run_real_size_benchmark(cfg, log=print), args.output or "bench/results/real_size.json",
                         markdown_table)
 
@@ -589,6 +591,9 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("--steps", type=int, default=4, help="timed training steps per method")
     bs.add_argument("--device", default="cpu", help="cpu or cuda")
     bs.add_argument("--seed", type=int, default=0)
+    bs.add_argument("--distillation-bank", type=int, default=50,
+                    help="draws banked per concept in the dynamic_mask_bank row (default: %(default)s, a tenth of "
+                         "the paper's 500 steps)")
     bs.add_argument("--closed-form", action="store_true",
                     help="time the closed-form edit, text encoding included, on SD1.5- and SDXL-shaped UNets with "
                          "their text encoders (writes bench/results/real_size_closed_form.json and .md)")
