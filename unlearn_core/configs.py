@@ -144,8 +144,8 @@ class UnetUnlearnConfig:
     distillation_bank: int = field(default=0, metadata={"help": (
         "How many distillation draws (noised images of retained prompts, of the empty prompt and of concepts "
         "erased earlier) are drawn per concept (in simultaneous mode, times the number of concepts), with the "
-        "frozen reference's predictions for them computed "
-        "once; each step then takes one of them instead of running the reference again. The reference is "
+        "frozen reference's predictions for them computed once; each step then takes one of them instead of "
+        "running the reference again. The reference is "
         "fixed for the whole concept, so this only changes how often a draw is reused (0 = a fresh draw and a "
         "reference pass every step).")})
 

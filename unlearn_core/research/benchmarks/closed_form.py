@@ -5,8 +5,9 @@ weights: the time does not depend on the weights' values. SD1.5: its UNet (860M 
 real_size benchmark's builder) and CLIP-L (123M parameters, 12 layers, width 768, 77 positions).
 SDXL: base 1.0's UNet (2.6B parameters, 140 cross-attention key/value weights of input width
 2048) and both its text encoders, CLIP-L and OpenCLIP-G (695M parameters, 32 layers, width 1280),
-run through the diffusers adapter's SDXL path as a StableDiffusionXLPipeline. The tokenizer is a CLIP-format BPE built for the prompts' words (one token per word, as
-CLIP's own vocabulary has for common words), so the prompts have realistic token counts. The
+run through the diffusers adapter's SDXL path as a StableDiffusionXLPipeline. The tokenizer is a
+CLIP-format BPE built for the prompts' words (one token per word, as CLIP's own vocabulary has for
+common words), so the prompts have realistic token counts. The
 timed span is `closed_form_edit` from the prompts to the deltas: tokenizing, text encoding of
 every concept, superclass, retain and generic prompt, and the solve.
 """
@@ -23,7 +24,7 @@ import torch
 
 from ...closed_form import GENERIC_PROMPTS, ClosedFormConfig, closed_form_edit
 from ...concept_set import Concept, ConceptSet
-from .real_size import SD15_UNET, SDXL, random_sdxl_pipeline
+from .real_size import CLIP_L, SD15_UNET, SDXL, clip_format_tokenizer, random_sdxl_pipeline
 
 #: ten concepts with their superclasses, the kind a user erases (names, styles, characters, landmarks)
 CONCEPTS = (("snoopy", "dog"), ("van gogh", "painting"), ("mickey mouse", "mouse"), ("pikachu", "animal"),
@@ -31,8 +32,6 @@ CONCEPTS = (("snoopy", "dog"), ("van gogh", "painting"), ("mickey mouse", "mouse
             ("golden gate bridge", "bridge"), ("darth vader", "man"), ("hello kitty", "cat"))
 RETAIN = ("a photo of a cat", "a painting by rembrandt", "a photo of a bridge at night")
 MODELS = ("sd15", "sdxl")
-CLIP_L = dict(vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
-              num_attention_heads=12, max_position_embeddings=77, hidden_act="quick_gelu", projection_dim=768)
 
 
 @dataclass
@@ -52,14 +51,6 @@ def _words() -> set[str]:
     return words
 
 
-def _tokenizer(folder: str):
-    from ..toyworld.tokenizer import build_tokenizer
-
-    tok = build_tokenizer(_words(), folder)
-    tok.model_max_length = 77
-    return tok
-
-
 def sd15_clip_l_adapter(seed: int = 0):
     """A DiffusersAdapter over an SD1.5-shaped UNet and a CLIP-L-shaped text encoder (random weights)."""
     from diffusers import DDPMScheduler, UNet2DConditionModel
@@ -71,7 +62,7 @@ def sd15_clip_l_adapter(seed: int = 0):
     unet = UNet2DConditionModel(**SD15_UNET).eval()
     text_encoder = CLIPTextModel(CLIPTextConfig(**CLIP_L)).eval()
     with tempfile.TemporaryDirectory() as tmp:
-        tokenizer = _tokenizer(tmp)
+        tokenizer = clip_format_tokenizer(_words(), tmp)
     scheduler = DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
     pipe = SimpleNamespace(unet=unet, text_encoder=text_encoder, tokenizer=tokenizer, vae=torch.nn.Module(),
                            scheduler=scheduler)

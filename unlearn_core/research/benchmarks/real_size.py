@@ -5,7 +5,7 @@ parameters, cross-attention width 768) and random weights: the time and memory o
 step do not depend on the weights' values. The training data are random latents and random
 conditioning of the right shapes, so the measurement covers the trainer (the concept-aware,
 alignment and distillation batches, the teacher pass, the mask and the optimizer), not the
-image generation that precedes it. Each row (`ROWS`) is timed in the same process against a plain
+image generation that precedes it. Each row (`bench_rows`) is timed in the same process against a plain
 fine-tune of the same weights, and reported as a ratio to it. Runs on the CPU, or on a GPU with
 --device cuda.
 """
@@ -13,7 +13,7 @@ fine-tune of the same weights, and reported as a ratio to it. Runs on the CPU, o
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from types import SimpleNamespace
 
 import torch
@@ -30,6 +30,9 @@ SD15_UNET = dict(sample_size=64, in_channels=4, out_channels=4, layers_per_block
                  down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
                  up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3)
 
+#: CLIP ViT-L/14's text encoder (SD1.5's, and SDXL's first)
+CLIP_L = dict(vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+              num_attention_heads=12, max_position_embeddings=77, hidden_act="quick_gelu", projection_dim=768)
 #: SDXL base 1.0's UNet (2.6B parameters, context 2048 = CLIP-L 768 + OpenCLIP-G 1280), text encoders and VAE
 SDXL = {
     "unet": dict(sample_size=128, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(320, 640, 1280),
@@ -38,8 +41,7 @@ SDXL = {
                  transformer_layers_per_block=(1, 2, 10), attention_head_dim=(5, 10, 20), cross_attention_dim=2048,
                  use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=256,
                  projection_class_embeddings_input_dim=2816),
-    "clip_l": dict(vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
-                   num_attention_heads=12, max_position_embeddings=77, hidden_act="quick_gelu", projection_dim=768),
+    "clip_l": CLIP_L,
     "clip_g": dict(vocab_size=49408, hidden_size=1280, intermediate_size=5120, num_hidden_layers=32,
                    num_attention_heads=20, max_position_embeddings=77, hidden_act="gelu", projection_dim=1280),
     "vae": dict(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(128, 256, 512, 512),
@@ -63,6 +65,16 @@ TINY_SDXL = {
 }
 
 
+def clip_format_tokenizer(words, folder):
+    """A CLIP-format BPE tokenizer for `words` (one token per word, as CLIP's vocabulary has for common
+    words) with CLIP's 77 positions, written to `folder`."""
+    from ..toyworld.tokenizer import build_tokenizer
+
+    tokenizer = build_tokenizer(set(words), str(folder))
+    tokenizer.model_max_length = 77
+    return tokenizer
+
+
 def random_sdxl_pipeline(shapes: dict, words, tokenizer_dir, seed: int = 0):
     """A StableDiffusionXLPipeline of the given `shapes` (SDXL or TINY_SDXL) with random weights and a
     CLIP-format tokenizer built for `words` (one token per word, as CLIP's vocabulary has for common
@@ -70,10 +82,7 @@ def random_sdxl_pipeline(shapes: dict, words, tokenizer_dir, seed: int = 0):
     from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    from ..toyworld.tokenizer import build_tokenizer
-
-    tokenizer = build_tokenizer(set(words), str(tokenizer_dir))
-    tokenizer.model_max_length = 77
+    tokenizer = clip_format_tokenizer(words, tokenizer_dir)
     torch.manual_seed(seed)
     vocab = max(len(tokenizer), shapes["clip_l"].get("vocab_size", 0))
     clip_l = CLIPTextModel(CLIPTextConfig(**{**shapes["clip_l"], "vocab_size": vocab})).eval()
@@ -129,18 +138,14 @@ def _random_data(adapter, n: int, seed: int):
     return concept, data, retain
 
 
-#: (row name, method, overrides): a plain fine-tune of the same weights (the concept-aware loss alone:
-#: no mask, no distillation, no alignment term) as the reference, the released code's recipe, and ours
-#: with the distillation reference run every step and with it banked once per concept
-#: (`RealSizeBenchConfig.distillation_bank` draws)
-ROWS = (("plain_finetune", "finetune", {"loss.distillation_weight": 0.0, "loss.alignment_weight": 0.0}),
-        ("paper_code", "paper_code", {}),
-        ("dynamic_mask", "dynamic_mask", {}),
-        ("dynamic_mask_bank", "dynamic_mask", {"distillation_bank": None}))  # None: the config's bank size
-
-
-def _row_overrides(overrides: dict, cfg: RealSizeBenchConfig) -> dict:
-    return {path: cfg.distillation_bank if path == "distillation_bank" else value for path, value in overrides.items()}
+def bench_rows(cfg: RealSizeBenchConfig) -> tuple[tuple[str, str, dict], ...]:
+    """(row name, method, overrides): a plain fine-tune of the same weights (the concept-aware loss
+    alone: no mask, no distillation, no alignment term) as the reference, the released code's recipe,
+    and ours with the distillation reference run every step and with it banked once per concept."""
+    return (("plain_finetune", "finetune", {"loss.distillation_weight": 0.0, "loss.alignment_weight": 0.0}),
+            ("paper_code", "paper_code", {}),
+            ("dynamic_mask", "dynamic_mask", {}),
+            ("dynamic_mask_bank", "dynamic_mask", {"distillation_bank": cfg.distillation_bank}))
 
 
 def _row_config(method: str, overrides: dict, cfg: RealSizeBenchConfig) -> UnetUnlearnConfig:
@@ -148,8 +153,9 @@ def _row_config(method: str, overrides: dict, cfg: RealSizeBenchConfig) -> UnetU
 
     base = UnetUnlearnConfig(batch_size=cfg.batch_size, seed=cfg.seed, mask=MaskConfig(warmup_steps=1, update_interval=100))
     tc = method_config(method, base)
-    for path, value in _row_overrides(overrides, cfg).items():
+    for path, value in overrides.items():
         set_value(tc, path, value)
+    tc.steps_per_concept = cfg.steps
     return tc
 
 
@@ -159,11 +165,10 @@ def run_real_size_benchmark(cfg: RealSizeBenchConfig, log=print) -> dict:
     concept, data, retain = _random_data(adapter, 4, cfg.seed)
     concept_set = ConceptSet([concept], ["retained prompt"])
     rows = []
-    for name, method, overrides in ROWS:
+    for name, method, overrides in bench_rows(cfg):
         tc = _row_config(method, overrides, cfg)
-        bank, tc.steps_per_concept, tc.distillation_bank = tc.distillation_bank, 1, min(tc.distillation_bank, 1)
-        unlearn_unet(adapter, concept_set, tc, data=[data], retain=retain)  # warm-up: allocations, kernels
-        tc.steps_per_concept, tc.distillation_bank = cfg.steps, bank
+        warmup = replace(tc, steps_per_concept=1, distillation_bank=min(tc.distillation_bank, 1))
+        unlearn_unet(adapter, concept_set, warmup, data=[data], retain=retain)  # allocations, kernels
         if cfg.device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
         with PeakMemory() as mem:
@@ -174,7 +179,7 @@ def run_real_size_benchmark(cfg: RealSizeBenchConfig, log=print) -> dict:
         per_step = result.seconds_per_step
         # what is not a step: the bank's reference passes, once per concept
         setup = max(0.0, wall - sum(r["seconds"] for r in result.stats))
-        row = {"method": name, "trainer_method": method, "overrides": _row_overrides(overrides, cfg), "seconds_per_step": per_step,
+        row = {"method": name, "trainer_method": method, "overrides": overrides, "seconds_per_step": per_step,
                "seconds_setup": setup, "wall_seconds": wall,
                "minutes_per_concept_500_steps": (per_step * 500 + setup) / 60, "peak_cpu_heap_mb": mem.peak_mb,
                "peak_gpu_mb": peak_gpu}
