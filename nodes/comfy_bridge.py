@@ -7,10 +7,12 @@ encoder the few-shot text-encoder method is written against (as `ClipTextAdapter
 transformers).
 
 Facts about ComfyUI this relies on (docs/architecture.md, "ComfyUI facts the bridge relies on"):
-- nodes run inside `torch.inference_mode()`: the loaded weights are inference tensors. The
-  adapter copies the denoiser's parameters once into ordinary fp32 tensors (after loading the
-  MODEL with its patches baked in) and runs the UNet with `torch.func.functional_call`, so the
-  gradient path never touches an inference tensor and the shared module is never modified.
+- nodes run inside `torch.inference_mode()`: the loaded weights are inference tensors, which
+  autograd refuses to save for backward. The adapter takes an ordinary tensor over each loaded
+  weight's memory (`shared_view`: no copy, the model's own dtype; after loading the MODEL with
+  its patches baked in) and runs the UNet with `torch.func.functional_call`, so the gradient path
+  never touches an inference tensor, the shared module is never modified and only the trained
+  matrices' fp32 deltas and optimizer state are added to the model's own memory.
   Everything ComfyUI does that writes to weights (loading, patching) runs back inside
   inference mode; its outputs are cloned outside it.
 - ComfyUI's schedule is variance-exploding (x = x0 + sigma * eps); the trainers work in the DDPM
@@ -57,6 +59,22 @@ def training_mode():
     """Leave ComfyUI's inference mode and enable autograd (ordinary tensors from here on)."""
     with torch.inference_mode(False), torch.enable_grad():
         yield
+
+
+def shared_view(t: torch.Tensor, device: torch.device, dtype: torch.dtype,
+                keep_dtypes: tuple[torch.dtype, ...] = ()) -> torch.Tensor:
+    """An ordinary tensor over `t`'s own memory, for a frozen weight on the gradient path.
+
+    `t` may be an inference tensor (ComfyUI loads weights inside inference mode); a tensor made
+    outside inference mode and pointed at the same storage with `set_` is not one, so autograd
+    may save it for backward, and nothing is copied. The weights are only ever read through it.
+    `t` is shared when it is on `device` and in `dtype` or one of `keep_dtypes` (the types the
+    module casts from by itself); otherwise (fp8 weights, a text encoder held in fp16) a copy
+    converted to `dtype` is made. Call outside inference mode."""
+    if t.device != device or (t.dtype != dtype and t.dtype not in keep_dtypes):
+        return detached_copy(t, device, dtype)
+    view = torch.empty(0, dtype=t.dtype, device=t.device)
+    return view.set_(t.untyped_storage(), t.storage_offset(), t.size(), t.stride())
 
 
 def detached_copy(t: torch.Tensor, device=None, dtype=None) -> torch.Tensor:
@@ -116,7 +134,8 @@ class ComfyDenoiserAdapter:
         self.model_sampling = self.patcher.get_model_object("model_sampling")
         self.prediction_type = prediction_type_of(self.model_sampling)
         self.device = torch.device(self.patcher.load_device)
-        self.dtype = torch.float32
+        # the dtype the UNet computes in: its weights' own, unless ComfyUI casts them layer by layer
+        self.dtype = base_model.manual_cast_dtype or base_model.get_dtype()
         sigmas = self.model_sampling.sigmas.detach().to(torch.float64).cpu()
         self.num_train_timesteps = int(len(sigmas))
         self.alphas_cumprod = detached_copy((1.0 / (1.0 + sigmas ** 2)).float(), self.device)
@@ -133,9 +152,11 @@ class ComfyDenoiserAdapter:
         self.sample_batch = max(1, int(sample_batch))
         self.should_cancel = should_cancel
         self.on_sample_step = on_sample_step
-        # Ordinary fp32 copies of every denoiser parameter: the gradient path never sees an
-        # inference tensor, and the shared module's weights are never written.
-        self.params = {n: detached_copy(p, self.device, torch.float32) for n, p in self.unet.named_parameters()}
+        # Ordinary tensors over the loaded weights (no copy): the gradient path never sees an
+        # inference tensor, and the shared module's weights are never written. A manual-cast
+        # model's layers cast each fp16/bf16/fp32 weight to the compute dtype as they run.
+        keep = (torch.float16, torch.bfloat16, torch.float32) if base_model.manual_cast_dtype is not None else ()
+        self.params = {n: shared_view(p, self.device, self.dtype, keep) for n, p in self.unet.named_parameters()}
         self.buffers = {n: detached_copy(b, self.device) for n, b in self.unet.named_buffers()}
         self._prompt_cache: dict[str, torch.Tensor] = {}
 
@@ -157,9 +178,9 @@ class ComfyDenoiserAdapter:
                     cond, pooled = self.clip.encode_from_tokens(tokens, return_pooled=True)
                     y = None if self.adm is None else self.base_model.encode_adm(
                         pooled_output=pooled, width=self.resolution, height=self.resolution, device=self.device)
-                cond = detached_copy(cond, self.device, self.dtype)
+                cond = detached_copy(cond, self.device, torch.float32)
                 if y is not None:
-                    cond = self.adm.pack(cond, detached_copy(y, self.device, self.dtype))
+                    cond = self.adm.pack(cond, detached_copy(y, self.device, torch.float32))
                 self._prompt_cache[p] = cond[0]
             rows.append(self._prompt_cache[p])
         return torch.stack(rows)
@@ -196,7 +217,7 @@ class ComfyDenoiserAdapter:
                 tokens = [t[0] for t in chunk]
             with torch.inference_mode(True):
                 cond = self.clip.encode_from_tokens(tokens)
-            cond = detached_copy(cond, self.device, self.dtype)
+            cond = detached_copy(cond, self.device, torch.float32)
             out.append(cond.reshape(len(chunk), -1, cond.shape[-1]))
         cond = torch.cat(out)
         return cond if length is None else cond[:, :max(1, min(int(length), cond.shape[1]))]
@@ -254,8 +275,8 @@ class ComfyDenoiserAdapter:
 
     def _sample_chunk(self, prompts, seeds, negative_prompt, weights, steps, guidance, embeds):
         x = torch.cat([torch.randn((1, *self.latent_shape), generator=torch.Generator().manual_seed(int(s)))
-                       for s in seeds]).to(self.device, self.dtype)
-        cond = embeds.to(self.device, self.dtype) if embeds is not None else self.encode_prompts(prompts)
+                       for s in seeds]).to(self.device)  # the sampler's state stays fp32; _raw casts
+        cond = embeds.to(self.device, torch.float32) if embeds is not None else self.encode_prompts(prompts)
         uncond = self.encode_prompts([negative_prompt or ""] * len(seeds))
         context = torch.cat([uncond, cond])
         ts = self.ddim_timesteps(steps)
@@ -290,7 +311,7 @@ class ComfyDenoiserAdapter:
 
     def latents_from_comfy(self, samples: torch.Tensor) -> torch.Tensor:
         """A LATENT's raw samples -> the denoiser's space (process_latent_in)."""
-        samples = detached_copy(samples, self.device, self.dtype)
+        samples = detached_copy(samples, self.device, torch.float32)
         return self.base_model.process_latent_in(samples)
 
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
@@ -428,7 +449,7 @@ class ComfyClipTextAdapter:
             self.used_layer = idx % self.num_layers
             self.final_norm = self.used_layer == self.num_layers - 1 or bool(self.encoder.layer_norm_hidden_state)
         self.clip_skip = self.num_layers - 1 - self.used_layer
-        self.params = {n: detached_copy(p, self.device, torch.float32) for n, p in self.encoder.named_parameters()}
+        self.params = {n: shared_view(p, self.device, torch.float32) for n, p in self.encoder.named_parameters()}
         self.buffers = {n: detached_copy(b, self.device) for n, b in self.encoder.named_buffers()}
         self._embedding_name = next(n for n in self.params if n.endswith("embeddings.token_embedding.weight"))
         self.token_embedding = _EmbeddingView(self.params[self._embedding_name])

@@ -494,6 +494,16 @@ def test_adapter_equivalence_with_diffusers(scratch):
     assert r["none_delta_relative_error"] < 1e-3
     assert r["dynamic_delta_relative_error"] < 1e-2
     assert r["dynamic_entries_off"] < 1e-4 * r["dynamic_entries"]
+    # memory: the loaded (inference) weights are read in place, not copied, and stay unchanged
+    assert r["frozen_inference"] == r["frozen_total"] > 0
+    assert r["frozen_shared"] == r["frozen_total"]
+    assert r["loaded_weights_unchanged"]
+    # a model loaded in bf16 (on a CPU ComfyUI computes in fp32, casting layer by layer): its bf16
+    # weights are read in place, the deltas are fp32, eps is close to the fp32 model's
+    assert r["bf16_dtype"] == r["bf16_compute_dtype"] and r["bf16_weight_dtypes"] == ["torch.bfloat16"]
+    assert r["bf16_shared"] == r["frozen_total"]
+    assert r["bf16_eps_dtype"] == "torch.float32" and r["bf16_eps_relative_error"] < 0.05
+    assert r["bf16_delta_dtypes"] == ["torch.float32"] and r["bf16_delta_finite_nonzero"]
 
 
 # ---- shipped workflows ---------------------------------------------------------------------------

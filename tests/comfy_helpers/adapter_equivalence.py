@@ -70,6 +70,12 @@ def main():
         with bridge.training_mode():
             comfy_ad = bridge.ComfyDenoiserAdapter(model, clip, vae, resolution=64)
             diff_ad = diffusers_twin(model, clip)
+            # the bridge reads the loaded weights in place (no copy) and never writes them
+            loaded = dict(comfy_ad.unet.named_parameters())
+            before = {n: p.detach().clone() for n, p in loaded.items()}
+            out["frozen_total"] = len(loaded)
+            out["frozen_shared"] = sum(comfy_ad.params[n].data_ptr() == p.data_ptr() for n, p in loaded.items())
+            out["frozen_inference"] = sum(p.is_inference() for p in loaded.values())
             prompts = ["a photo of a cat", "a photo of an animal"]
             cc, cd = comfy_ad.encode_prompts(prompts), diff_ad.encode_prompts(prompts)
             out["cond_max_abs_diff"] = float((cc - cd).abs().max())
@@ -153,6 +159,27 @@ def main():
                 out[f"{kind}_entries"] = entries
                 out[f"{kind}_layers"] = len(dd)
                 out[f"{kind}_loss_max_abs_diff"] = max(abs(a["loss"] - b["loss"]) for a, b in zip(rc.stats, rd.stats))
+            out["loaded_weights_unchanged"] = all(torch.equal(before[n], p) for n, p in loaded.items())
+
+            # a model loaded in bf16 trains over its own bf16 weights; the deltas stay fp32
+            import comfy.sd
+
+            with torch.inference_mode(True):
+                half = comfy.sd.load_checkpoint_guess_config(CKPT, output_vae=True, output_clip=True,
+                                                             model_options={"dtype": torch.bfloat16})[0]
+            half_ad = bridge.ComfyDenoiserAdapter(half, clip, vae, resolution=64)
+            half_loaded = dict(half_ad.unet.named_parameters())
+            out["bf16_dtype"] = str(half_ad.dtype)
+            out["bf16_compute_dtype"] = str(half.model.manual_cast_dtype or half.model.get_dtype())
+            out["bf16_weight_dtypes"] = sorted({str(p.dtype) for p in half_loaded.values()})
+            out["bf16_shared"] = sum(half_ad.params[n].data_ptr() == p.data_ptr() for n, p in half_loaded.items())
+            eh = half_ad.predict_noise(xc, t, cc)
+            out["bf16_eps_dtype"] = str(eh.dtype)
+            out["bf16_eps_relative_error"] = float((eh - ec).norm() / ec.norm())
+            rh = run(half_ad, "dynamic")
+            out["bf16_delta_dtypes"] = sorted({str(d.dtype) for d in rh.deltas.values()})
+            out["bf16_delta_finite_nonzero"] = all(bool(torch.isfinite(d).all()) for d in rh.deltas.values()) and \
+                max(float(d.abs().max()) for d in rh.deltas.values()) > 0
     print("RESULT " + json.dumps(out))
 
 
