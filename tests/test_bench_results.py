@@ -29,8 +29,13 @@ def committed_results() -> list[Path]:
     return sorted(f for f in files if f.exists())
 
 
+#: result files of benchmarks that load no toy model (random weights, or none at all), by file-name
+#: prefix: the bench subcommand that writes them
+NO_TOY_MODEL = {"real_size": "real-size", "memory_accounting": "memory-accounting"}
+
+
 def _is_real_size(path: Path) -> bool:
-    return path.name.startswith("real_size")
+    return any(path.name.startswith(prefix) for prefix in NO_TOY_MODEL)
 
 
 def test_there_are_committed_results_to_check():
@@ -57,13 +62,19 @@ def test_a_committed_result_records_the_installed_model_and_a_command(path):
 
 @pytest.mark.parametrize("path", [p for p in committed_results() if _is_real_size(p)], ids=lambda p: p.name)
 def test_real_size_results_are_exempt_because_they_use_random_weights(path):
-    # bench real-size times an SD1.5-shaped UNet with random weights: there is no model file to hash.
-    # The exemption holds only for what that command writes.
+    # bench real-size times an SD1.5-shaped UNet with random weights, bench memory-accounting builds one
+    # on the meta device: there is no model file to hash. The exemption holds only for what those
+    # commands write.
     data = json.loads(path.read_text())
     words = shlex.split(data["command"])
-    assert words[0] == "concept-unlearn" and "bench" in words and words[words.index("bench") + 1] == "real-size", \
+    subcommand = next(v for k, v in NO_TOY_MODEL.items() if path.name.startswith(k))
+    assert words[0] == "concept-unlearn" and "bench" in words and words[words.index("bench") + 1] == subcommand, \
         path.name
-    assert "model_hash" not in data and "unet_parameters" in data and data.get("weights", "random") == "random"
+    assert "model_hash" not in data
+    if subcommand == "real-size":
+        assert "unet_parameters" in data and data.get("weights", "random") == "random"
+    else:
+        assert data["weights"] == "none (meta device)" and all("unet_parameters" in r for r in data["rows"])
 
 
 def test_summary_is_generated_from_the_result_files():

@@ -239,6 +239,38 @@ def test_toy_train_quick_builds_a_loadable_model(tmp_path):
     assert scores["new"]["toy_fid"] > scores["embedded"]["toy_fid"] + 20
 
 
+def test_bench_memory_accounting_adds_up_the_parts_of_a_training_step(tmp_path):
+    """Computed on the meta device (no memory, no GPU): each part follows from the model's and the
+    trainer's sizes, and the activations grow with the rows the trainer runs with gradients."""
+    out = tmp_path / "memory_accounting.json"
+    r = run("bench", "memory-accounting", "--models", "sd15", "--output", str(out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    result = json.loads(out.read_text())
+    rows = {row["row"]: row for row in result["rows"]}
+    assert list(rows) == ["plain_finetune", "dynamic_mask", "dynamic_mask_later_concept"]
+    plain, ours, later = rows.values()
+    assert (plain["student_rows"], ours["student_rows"], later["student_rows"]) == (2, 4, 5)
+    gib = 2 ** 30
+    assert plain["unet_parameters"] > 800e6 and plain["resolution"] == 512
+    assert plain["weights_gib"] == pytest.approx(plain["unet_parameters"] * 2 / gib)  # fp16, read in place
+    trained = plain["trained_parameters"]
+    # bytes per trained entry: fp32 delta, gradient, two Adam moments, a bool mask; + fp32 mask scores
+    # for the dynamic mask; + the teacher's fp32 snapshot and fp16 weight for a later concept
+    assert sum(plain["training_state_gib"].values()) == pytest.approx(trained * 17 / gib)
+    assert sum(ours["training_state_gib"].values()) == pytest.approx(trained * 21 / gib)
+    assert sum(later["training_state_gib"].values()) == pytest.approx(trained * 27 / gib)
+    assert ours["activations_gib"] == pytest.approx(2 * plain["activations_gib"], rel=0.01)
+    assert later["activations_gib"] == pytest.approx(2.5 * plain["activations_gib"], rel=0.01)
+    for row in rows.values():
+        parts = (row["weights_gib"] + sum(row["training_state_gib"].values()) + row["student_weights_gib"]
+                 + row["activations_gib"] + row["backward_transient_gib"])
+        assert row["peak_gib"] == pytest.approx(parts)
+    assert (tmp_path / "memory_accounting.md").read_text().count("| sd15 (512 px) |") == 3
+    assert result["command"].startswith("concept-unlearn bench memory-accounting")
+    bad = run("bench", "memory-accounting", "--batch-size", "0", "--output", str(tmp_path / "x.json"))
+    assert bad.returncode == 2 and "--batch-size" in bad.stderr and not (tmp_path / "x.json").exists()
+
+
 @pytest.mark.slow
 def test_bench_real_size_times_both_methods_on_an_sd15_shaped_unet(tmp_path):
     out = tmp_path / "real_size.json"

@@ -318,7 +318,7 @@ class _CountingAdapter:
     """The real adapter, counting the rows it predicts without gradients (reference and target passes)."""
 
     def __init__(self, adapter):
-        self._adapter, self.no_grad_rows = adapter, 0
+        self._adapter, self.no_grad_rows, self.grad_calls = adapter, 0, []
 
     def __getattr__(self, name):
         return getattr(self._adapter, name)
@@ -326,7 +326,27 @@ class _CountingAdapter:
     def predict_noise(self, x_t, t, cond, weights=None):
         if not torch.is_grad_enabled():
             self.no_grad_rows += len(x_t)
+        else:
+            self.grad_calls.append(len(x_t))
         return self._adapter.predict_noise(x_t, t, cond, weights)
+
+
+@pytest.mark.slow
+def test_memory_accounting_counts_the_rows_the_trainer_runs(adapter, data):
+    """`student_rows` (bench memory-accounting) equals the rows the trainer runs with gradients per step,
+    for the first concept and for a later one (which adds the earlier concept's rows)."""
+    from unlearn_core.research.benchmarks.memory_accounting import student_rows
+
+    steps, b = 3, 2
+    for method, overrides in (("finetune", dict(alignment_weight=0.0, distillation_weight=0.0)),
+                              ("dynamic_mask", {})):
+        cfg = method_config(method, short_config(steps_per_concept=steps, batch_size=b))
+        cfg.loss = type(cfg.loss)(**{**vars(cfg.loss), **overrides})
+        counting = _CountingAdapter(adapter)
+        unlearn_unet(counting, CONCEPTS, cfg, data=data[0], retain=data[1])
+        training = [n for n in counting.grad_calls if n > b]  # mask warm-up steps run the concept's b rows only
+        expected = [student_rows(cfg, b, True, 0)] * steps + [student_rows(cfg, b, True, 1)] * steps
+        assert training == expected, (method, counting.grad_calls)
 
 
 @pytest.mark.slow

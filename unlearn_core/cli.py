@@ -138,6 +138,18 @@ def cmd_bench_real_size_closed_form(args) -> int:
                         args.output or "bench/results/real_size_closed_form.json", markdown_table)
 
 
+def cmd_bench_memory_accounting(args) -> int:
+    from .research.benchmarks.memory_accounting import MemoryAccountingConfig, markdown_table, run_memory_accounting
+
+    cfg = MemoryAccountingConfig(batch_size=args.batch_size, weight_dtype=args.weight_dtype, budget_gib=args.budget_gib)
+    if args.models:
+        cfg.models = tuple(args.models)
+    if cfg.batch_size < 1 or cfg.budget_gib <= 0:
+        raise ValueError(f"--batch-size must be at least 1 and --budget-gib positive, got {cfg.batch_size} and "
+                         f"{cfg.budget_gib}")
+    return _write_bench(run_memory_accounting(cfg, log=print), args.output, markdown_table)
+
+
 def cmd_bench_robustness(args) -> int:
     from .research.attacks import AttackConfig
     from .research.benchmarks.robustness import RobustnessBenchConfig, markdown_table, run_robustness_benchmark
@@ -606,6 +618,18 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("--output", default=None,
                     help="result file (default: bench/results/real_size.json, or real_size_closed_form.json)")
     bs.set_defaults(func=cmd_bench_real_size)
+    bm = bsub.add_parser("memory-accounting", help="peak GPU memory of one training step of SD1.5 at 512 px and "
+                                                   "SDXL at 1024 px, computed on PyTorch's meta device without a "
+                                                   "GPU (writes bench/results/memory_accounting.json and .md)")
+    bm.add_argument("--models", nargs="+", default=None, choices=["sd15", "sdxl"],
+                    help="which model shapes to account for (default: both)")
+    bm.add_argument("--batch-size", type=int, default=1, help="training images per step (default: %(default)s)")
+    bm.add_argument("--weight-dtype", default="float16", choices=["float16", "bfloat16", "float32"],
+                    help="dtype of the frozen weights and the activations (default: %(default)s)")
+    bm.add_argument("--budget-gib", type=float, default=12.0,
+                    help="GPU memory the table marks each row against (default: %(default)s)")
+    bm.add_argument("--output", default="bench/results/memory_accounting.json", help="result file (and .md beside it)")
+    bm.set_defaults(func=cmd_bench_memory_accounting)
     br = bsub.add_parser("robustness", help="attacks (paraphrase, composition, learned token, soft prompt) against "
                                            "every method (writes bench/results/robustness.json and .md)")
     br.add_argument("--methods", nargs="*", default=None,

@@ -148,14 +148,15 @@ def bench_rows(cfg: RealSizeBenchConfig) -> tuple[tuple[str, str, dict], ...]:
             ("dynamic_mask_bank", "dynamic_mask", {"distillation_bank": cfg.distillation_bank}))
 
 
-def _row_config(method: str, overrides: dict, cfg: RealSizeBenchConfig) -> UnetUnlearnConfig:
+def row_config(method: str, overrides: dict, batch_size: int = 2, seed: int = 0, steps: int = 4) -> UnetUnlearnConfig:
+    """The trainer's configuration of a row: `method`'s settings, then `overrides` (dotted paths)."""
     from ...config_help import set_value
 
-    base = UnetUnlearnConfig(batch_size=cfg.batch_size, seed=cfg.seed, mask=MaskConfig(warmup_steps=1, update_interval=100))
+    base = UnetUnlearnConfig(batch_size=batch_size, seed=seed, mask=MaskConfig(warmup_steps=1, update_interval=100))
     tc = method_config(method, base)
     for path, value in overrides.items():
         set_value(tc, path, value)
-    tc.steps_per_concept = cfg.steps
+    tc.steps_per_concept = steps
     return tc
 
 
@@ -166,7 +167,7 @@ def run_real_size_benchmark(cfg: RealSizeBenchConfig, log=print) -> dict:
     concept_set = ConceptSet([concept], ["retained prompt"])
     rows = []
     for name, method, overrides in bench_rows(cfg):
-        tc = _row_config(method, overrides, cfg)
+        tc = row_config(method, overrides, cfg.batch_size, cfg.seed, cfg.steps)
         warmup = replace(tc, steps_per_concept=1, distillation_bank=min(tc.distillation_bank, 1))
         unlearn_unet(adapter, concept_set, warmup, data=[data], retain=retain)  # allocations, kernels
         if cfg.device.startswith("cuda"):

@@ -1,0 +1,212 @@
+"""`concept-unlearn bench memory-accounting`: peak GPU memory of one training step, computed, not run.
+
+No GPU is needed. The UNet (SD1.5- or SDXL-shaped) is built on PyTorch's `meta` device, where
+tensors have shapes and dtypes but no memory, and one student forward runs through it the way
+`unlearn_unet` runs it (`functional_call` with base + delta for the trained weights, the frozen
+weights in the model's dtype). A `saved_tensors_hooks` pair records every tensor autograd keeps for
+the backward pass; those are the activations. Attention is counted as a fused GPU kernel (flash /
+memory-efficient attention keeps q, k, v, the output and one fp32 log-sum-exp per query, not the
+attention matrix): on `meta` PyTorch would otherwise take the math path, which keeps the matrix.
+
+The peak of a step is then
+    frozen weights + training state + student weights + saved activations + backward transient
+where
+- frozen weights: every UNet parameter in the weight dtype (ComfyUI's bridge and the diffusers
+  adapter read the loaded weights in place);
+- training state: the trainer's own objects for the trained matrices, built on `meta` and counted:
+  the fp32 deltas, their fp32 gradients, the masked Adam moments, and the mask (with the dynamic
+  mask's fp32 gradient scores);
+- student weights: base + delta of the trained matrices in the weight dtype (alive for the step);
+- backward transient: twice the largest saved activation (an activation's gradient and the
+  gradient of its input exist at once while autograd walks back).
+Not counted: the CUDA context and kernels' workspaces (a few hundred MB), allocator fragmentation,
+the text encoders and VAE (ComfyUI offloads them while the UNet trains), the training latents
+and the distillation bank (a few MB at these sizes).
+
+The number of rows the student runs with gradients comes from `student_rows`, which mirrors how
+`unlearn_unet` assembles a step (a test checks it against the trainer).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call
+
+from ...layer_selection import select_weights
+from ...masks import MaskedAdam, build_mask
+from ...unet_unlearning import UnetUnlearnConfig
+from .real_size import SD15_UNET, SDXL, row_config
+
+#: model shape and its native resolution
+MODELS = {"sd15": (SD15_UNET, 512), "sdxl": (SDXL["unet"], 1024)}
+GIB = 2 ** 30
+
+
+@dataclass
+class MemoryAccountingConfig:
+    models: tuple[str, ...] = ("sd15", "sdxl")
+    batch_size: int = 1  # training images per step
+    weight_dtype: str = "float16"  # frozen weights and activations (a GPU's usual load dtype)
+    budget_gib: float = 12.0  # the GPU size the table is read against
+    rows: tuple[str, ...] = field(default=("plain_finetune", "dynamic_mask", "dynamic_mask_later_concept"))
+
+
+def student_rows(config: UnetUnlearnConfig, batch_size: int, retain_prompts: bool = True,
+                 concepts_erased_before: int = 0) -> int:
+    """Rows the student runs with gradients in one step of `unlearn_unet` (concept-aware loss): the
+    concept's images (twice with an adversarial conditioning), the superclass images, and the
+    distillation rows (an earlier concept's images, retained images, the empty prompt)."""
+    rows = batch_size * (2 if config.adversarial_interval > 0 else 1) + batch_size
+    if config.loss.distillation_weight > 0:
+        rows += batch_size * (concepts_erased_before > 0)
+        rows += batch_size * retain_prompts
+        rows += batch_size * config.loss.preserve_unconditional
+    return rows
+
+
+class _FusedAttention(torch.autograd.Function):
+    """What a flash / memory-efficient attention kernel keeps for backward, on `meta` tensors."""
+
+    @staticmethod
+    def forward(ctx, q, k, v):
+        out = torch.empty_like(q)
+        ctx.save_for_backward(q, k, v, out, torch.empty(q.shape[:-1], dtype=torch.float32, device=q.device))
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        q, k, v, _, _ = ctx.saved_tensors
+        return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+
+
+def _fused_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, **kwargs):
+    if attn_mask is not None or is_causal:
+        raise ValueError("memory accounting models unmasked, non-causal attention only (the UNet's)")
+    return _FusedAttention.apply(query, key, value)
+
+
+def _unet_on_meta(model: str, dtype: torch.dtype):
+    from diffusers import UNet2DConditionModel
+
+    shape, resolution = MODELS[model]
+    with torch.device("meta"):
+        unet = UNet2DConditionModel(**{**shape, "sample_size": resolution // 8})
+    return unet.to(dtype), shape, resolution
+
+
+def _module_types(unet) -> dict[str, str]:
+    types = {}
+    for name, module in unet.named_modules():
+        if isinstance(module, torch.nn.Linear):
+            types[f"{name}.weight"] = "linear"
+        elif isinstance(module, torch.nn.Conv2d):
+            types[f"{name}.weight"] = "conv"
+    return types
+
+
+def _saved_activations(unet, shape: dict, resolution: int, rows: int, weights: dict, frozen: list,
+                       dtype: torch.dtype) -> tuple[int, int]:
+    """(bytes of the distinct tensors autograd saves in one forward, bytes of the largest), frozen
+    weights excluded (they are counted once, as weights)."""
+    frozen_storages = {t.untyped_storage()._cdata for t in frozen}
+    saved: dict[int, int] = {}
+
+    def pack(t):
+        storage = t.untyped_storage()
+        if storage._cdata not in frozen_storages:
+            saved[storage._cdata] = max(saved.get(storage._cdata, 0), storage.nbytes())
+        return t
+
+    side = resolution // 8
+    meta = {"device": "meta", "dtype": dtype}
+    x = torch.empty(rows, shape["in_channels"], side, side, **meta)
+    t = torch.zeros(rows, dtype=torch.long, device="meta")
+    kwargs = {"encoder_hidden_states": torch.empty(rows, 77, shape["cross_attention_dim"], **meta)}
+    if shape.get("addition_embed_type") == "text_time":
+        pooled = shape["projection_class_embeddings_input_dim"] - 6 * shape["addition_time_embed_dim"]
+        kwargs["added_cond_kwargs"] = {"text_embeds": torch.empty(rows, pooled, **meta),
+                                       "time_ids": torch.empty(rows, 6, **meta)}
+    # diffusers' attention processors call F.scaled_dot_product_attention by attribute at run time
+    original = F.scaled_dot_product_attention
+    F.scaled_dot_product_attention = _fused_attention
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            functional_call(unet, weights, (x, t), kwargs, strict=False)
+    finally:
+        F.scaled_dot_product_attention = original
+    return sum(saved.values()), max(saved.values(), default=0)
+
+
+def account_row(model: str, row: str, cfg: MemoryAccountingConfig) -> dict:
+    """The memory accounting of one (model, row) at the model's native resolution."""
+    dtype = getattr(torch, cfg.weight_dtype)
+    unet, shape, resolution = _unet_on_meta(model, dtype)
+    method, overrides, erased_before = {
+        "plain_finetune": ("finetune", {"loss.distillation_weight": 0.0, "loss.alignment_weight": 0.0}, 0),
+        "dynamic_mask": ("dynamic_mask", {}, 0),
+        "dynamic_mask_later_concept": ("dynamic_mask", {}, 1),
+    }[row]
+    tc = row_config(method, overrides, batch_size=cfg.batch_size)
+    params = dict(unet.named_parameters())
+    names = select_weights(_module_types(unet), tc.target)
+    weight_bytes = sum(p.numel() * p.element_size() for p in params.values())
+
+    with torch.device("meta"):
+        deltas = {n: torch.zeros(params[n].shape, dtype=torch.float32, requires_grad=True) for n in names}
+        mask = build_mask(tc.mask, {n: d.shape for n, d in deltas.items()})
+        optim = MaskedAdam(deltas, lr=tc.lr)
+    state = {
+        "deltas": deltas.values(), "gradients": deltas.values(),
+        "adam_moments": list(optim.m.values()) + list(optim.v.values()),
+        "mask": list(mask.masks.values()) + list(getattr(mask, "scores", {}).values()),
+    }
+    if erased_before:  # the teacher: a snapshot of the earlier concepts' deltas, added to the base
+        state["teacher"] = list(deltas.values()) + [params[n] for n in names]
+    state_bytes = {k: sum(t.numel() * t.element_size() for t in v) for k, v in state.items()}
+    student = {n: params[n] + deltas[n].to(dtype) for n in names}
+    student_bytes = sum(w.numel() * w.element_size() for w in student.values())
+    rows = student_rows(tc, cfg.batch_size, retain_prompts=True, concepts_erased_before=erased_before)
+    activations, largest = _saved_activations(unet, shape, resolution, rows, student,
+                                              list(params.values()) + list(student.values()), dtype)
+    total = weight_bytes + sum(state_bytes.values()) + student_bytes + activations + 2 * largest
+    return {"model": model, "row": row, "trainer_method": method, "overrides": overrides, "resolution": resolution,
+            "student_rows": rows, "unet_parameters": sum(p.numel() for p in params.values()),
+            "trained_parameters": sum(deltas[n].numel() for n in names), "target": tc.target,
+            "weights_gib": weight_bytes / GIB, "training_state_gib": {k: v / GIB for k, v in state_bytes.items()},
+            "student_weights_gib": student_bytes / GIB, "activations_gib": activations / GIB,
+            "backward_transient_gib": 2 * largest / GIB, "peak_gib": total / GIB,
+            "fits_budget": total / GIB <= cfg.budget_gib}
+
+
+def run_memory_accounting(cfg: MemoryAccountingConfig, log=print) -> dict:
+    rows = []
+    for model in cfg.models:
+        for row in cfg.rows:
+            r = account_row(model, row, cfg)
+            rows.append(r)
+            log(f"{model} {row}: {r['peak_gib']:.1f} GiB ({r['student_rows']} rows at {r['resolution']} px; "
+                f"weights {r['weights_gib']:.1f}, state {sum(r['training_state_gib'].values()):.1f}, "
+                f"activations {r['activations_gib']:.1f})")
+    # computed, no model file: tests/test_bench_results.py exempts these results from the toy model's hash
+    return {"rows": rows, "settings": asdict(cfg), "weights": "none (meta device)", "device": "none: computed"}
+
+
+def markdown_table(result: dict) -> str:
+    s = result["settings"]
+    lines = [f"Peak GPU memory of one training step, computed on PyTorch's meta device (no GPU run): batch "
+             f"{s['batch_size']}, weights and activations in {s['weight_dtype']}, fused attention, each model at "
+             f"its native resolution. GiB. Not counted: CUDA context, kernel workspaces, fragmentation, text "
+             f"encoders and VAE. Budget {s['budget_gib']:g} GiB.", "",
+             "| model | row | rows with gradients | trained params | weights | training state | student weights "
+             "| activations | backward transient | **peak** | fits |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        lines.append(f"| {r['model']} ({r['resolution']} px) | {r['row']} | {r['student_rows']} | "
+                     f"{r['trained_parameters'] / 1e6:.0f}M | {r['weights_gib']:.2f} | "
+                     f"{sum(r['training_state_gib'].values()):.2f} | {r['student_weights_gib']:.2f} | "
+                     f"{r['activations_gib']:.2f} | {r['backward_transient_gib']:.2f} | **{r['peak_gib']:.1f}** | "
+                     f"{'yes' if r['fits_budget'] else 'no'} |")
+    return "\n".join(lines) + "\n"
