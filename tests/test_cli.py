@@ -247,9 +247,12 @@ def test_bench_memory_accounting_adds_up_the_parts_of_a_training_step(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     result = json.loads(out.read_text())
     rows = {row["row"]: row for row in result["rows"]}
-    assert list(rows) == ["plain_finetune", "dynamic_mask", "dynamic_mask_later_concept"]
-    plain, ours, later = rows.values()
-    assert (plain["student_rows"], ours["student_rows"], later["student_rows"]) == (2, 4, 5)
+    assert list(rows) == ["plain_finetune", "dynamic_mask", "dynamic_mask_later_concept", "dynamic_mask_chunked"]
+    plain, ours, later, chunked = rows.values()
+    # batch 1: the fine-tune runs the concept's image; ours adds superclass, retained, empty-prompt rows
+    # and, for a later concept, an earlier concept's; chunked, one row per pass
+    assert [r["student_rows"] for r in rows.values()] == [1, 4, 5, 5]
+    assert [r["rows_per_pass"] for r in rows.values()] == [1, 4, 5, 1]
     gib = 2 ** 30
     assert plain["unet_parameters"] > 800e6 and plain["resolution"] == 512
     assert plain["weights_gib"] == pytest.approx(plain["unet_parameters"] * 2 / gib)  # fp16, read in place
@@ -259,13 +262,15 @@ def test_bench_memory_accounting_adds_up_the_parts_of_a_training_step(tmp_path):
     assert sum(plain["training_state_gib"].values()) == pytest.approx(trained * 17 / gib)
     assert sum(ours["training_state_gib"].values()) == pytest.approx(trained * 21 / gib)
     assert sum(later["training_state_gib"].values()) == pytest.approx(trained * 27 / gib)
-    assert ours["activations_gib"] == pytest.approx(2 * plain["activations_gib"], rel=0.01)
-    assert later["activations_gib"] == pytest.approx(2.5 * plain["activations_gib"], rel=0.01)
+    assert ours["activations_gib"] == pytest.approx(4 * plain["activations_gib"], rel=0.01)
+    assert later["activations_gib"] == pytest.approx(5 * plain["activations_gib"], rel=0.01)
+    assert chunked["activations_gib"] == pytest.approx(plain["activations_gib"], rel=0.01)
+    assert chunked["training_state_gib"] == later["training_state_gib"]
     for row in rows.values():
         parts = (row["weights_gib"] + sum(row["training_state_gib"].values()) + row["student_weights_gib"]
                  + row["activations_gib"] + row["backward_transient_gib"])
         assert row["peak_gib"] == pytest.approx(parts)
-    assert (tmp_path / "memory_accounting.md").read_text().count("| sd15 (512 px) |") == 3
+    assert (tmp_path / "memory_accounting.md").read_text().count("| sd15 (512 px) |") == 4
     assert result["command"].startswith("concept-unlearn bench memory-accounting")
     bad = run("bench", "memory-accounting", "--batch-size", "0", "--output", str(tmp_path / "x.json"))
     assert bad.returncode == 2 and "--batch-size" in bad.stderr and not (tmp_path / "x.json").exists()
@@ -280,12 +285,13 @@ def test_bench_real_size_times_both_methods_on_an_sd15_shaped_unet(tmp_path):
     result = json.loads(out.read_text())
     assert result["unet_parameters"] > 800e6  # SD1.5's UNet is 860M parameters
     assert [row["method"] for row in result["rows"]] == ["plain_finetune", "paper_code", "dynamic_mask",
-                                                         "dynamic_mask_bank"]
+                                                         "dynamic_mask_bank", "dynamic_mask_lean"]
     assert all(row["seconds_per_step"] > 0 for row in result["rows"])
     assert result["rows"][0]["step_ratio_to_plain"] == 1.0
     # the banked row ran the reference up front (setup time), the others have no bank to build
     assert result["rows"][3]["seconds_setup"] > result["rows"][2]["seconds_setup"]
     assert result["rows"][3]["overrides"] == {"distillation_bank": 3}
+    assert result["rows"][4]["overrides"] == {"distillation_bank": 3, "student_chunk_rows": 2}
     assert (tmp_path / "real_size.md").read_text().count("| dynamic_mask |") == 1
     bad = run("bench", "real-size", "--resolution", "100", "--output", str(tmp_path / "x.json"))
     assert bad.returncode == 2 and "multiple of 64" in bad.stderr and not (tmp_path / "x.json").exists()

@@ -215,7 +215,8 @@ UNET_FLAGS = {"mode": "mode", "target": "target", "steps": "steps_per_concept", 
               "lr": "lr", "images_per_concept": "images_per_concept", "density": "mask.density",
               "warmup": "mask.warmup_steps", "update_interval": "mask.update_interval", "turnover": "mask.turnover",
               "alignment_weight": "loss.alignment_weight", "distillation_weight": "loss.distillation_weight",
-              "adversarial_interval": "adversarial_interval", "distillation_bank": "distillation_bank", "seed": "seed"}
+              "adversarial_interval": "adversarial_interval", "distillation_bank": "distillation_bank",
+              "student_chunk_rows": "student_chunk_rows", "seed": "seed"}
 # ... and for --method text-encoder (--lora-rank also sets lora_alpha = rank, see text_encoder_config_from_args)
 TEXT_ENCODER_FLAGS = {"te_layers": "num_layers", "clip_skip": "clip_skip", "steps": "steps",
                       "adversarial_interval": "adversarial_interval", "lora_rank": "lora_rank", "seed": "seed"}
@@ -527,6 +528,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--distillation-weight", type=float, default=None,
                    help=_unet_flag_help("loss.distillation_weight"))
     f.add_argument("--distillation-bank", type=int, default=None, help=_unet_flag_help("distillation_bank"))
+    f.add_argument("--student-chunk-rows", type=int, default=None, help=_unet_flag_help("student_chunk_rows"))
     f.add_argument("--lora-rank", type=int, default=None,
                    help=f"UNet methods: rank of the LoRA file extracted from the edit (default: {UNET_LORA_RANK}). "
                         f"Text-encoder method: {_te_flag_help('lora_rank', '; lora_alpha = rank')}")

@@ -149,6 +149,13 @@ class UnetUnlearnConfig:
         "fixed for the whole concept, so this only changes how often a draw is reused (0 = a fresh draw and a "
         "reference pass every step).")})
 
+    student_chunk_rows: int = field(default=0, metadata={"help": (
+        "At most this many images per forward and backward pass of the model being trained (0 = all of a "
+        "step's images in one pass: the concept's, the superclass's and the distillation images, 4x "
+        "batch_size, 5x from the second concept on). The gradient is the same up to rounding; the "
+        "activation memory is that of this many images, at some cost in speed where larger batches run "
+        "faster (GPUs).")})
+
     @classmethod
     def toy(cls) -> "UnetUnlearnConfig":
         """The settings for the embedded toy model (what `concept-unlearn forget` uses without --model,
@@ -172,6 +179,8 @@ class UnetUnlearnConfig:
         if self.adversarial_interval < 0 or self.adversarial_steps < 1 or not self.adversarial_lr > 0:
             raise ValueError("adversarial_interval must be >= 0 (0 = off), adversarial_steps >= 1 and "
                              "adversarial_lr > 0")
+        if self.student_chunk_rows < 0:
+            raise ValueError(f"student_chunk_rows must be >= 0 (0 = one pass), got {self.student_chunk_rows}")
         if self.distillation_bank < 0:
             raise ValueError(f"distillation_bank must be >= 0 (0 = no bank), got {self.distillation_bank}")
         if self.warm_start not in ("none", "closed_form"):

@@ -7,6 +7,10 @@
   prompts at the teacher's (the model as it was before the current concept);
 - ESD (Gandikota et al. 2023): pull the concept's prediction onto negatively guided base
   predictions, eps(x,∅) - eta * (eps(x,c) - eps(x,∅)).
+
+The first three are each a mean squared error between the student's prediction and a reference
+computed without gradients (superclass prediction, noise, teacher prediction); the trainer runs them
+as one weighted sum, in one or several passes (`unet_unlearning.StudentTerm`, `student_gradients`).
 """
 
 from __future__ import annotations
@@ -17,16 +21,8 @@ import torch.nn.functional as F
 from .configs import ConceptAwareLossConfig  # noqa: F401  (defined there with its defaults and help)
 
 
-def concept_aware_loss(eps_concept: torch.Tensor, eps_superclass: torch.Tensor) -> torch.Tensor:
-    return F.mse_loss(eps_concept, eps_superclass.detach())
-
-
 def alignment_loss(eps_superclass: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(eps_superclass, noise)
-
-
-def distillation_loss(eps_student: torch.Tensor, eps_teacher: torch.Tensor) -> torch.Tensor:
-    return F.mse_loss(eps_student, eps_teacher.detach())
 
 
 def esd_target(eps_uncond: torch.Tensor, eps_concept: torch.Tensor, negative_guidance: float) -> torch.Tensor:

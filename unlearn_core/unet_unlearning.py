@@ -25,7 +25,7 @@ from . import __version__
 from .concept_set import ConceptSet
 from .configs import UnetUnlearnConfig
 from .layer_selection import select_weights
-from .losses import ConceptAwareLossConfig, alignment_loss, concept_aware_loss, distillation_loss, esd_target
+from .losses import ConceptAwareLossConfig, alignment_loss, esd_target
 from .masks import MaskedAdam, build_mask
 from .metadata import redact_concept_names
 from .protocol import DenoiserAdapter
@@ -181,6 +181,7 @@ def unlearn_unet(adapter: DenoiserAdapter, concept_set: ConceptSet, config: Unet
             d = data[ci]
             weights = student_weights()
             terms: dict[str, torch.Tensor] = {}
+            grads = None  # the concept-aware branch computes its gradients pass by pass
             idx = sampler.pick(len(d.latents))
             x_t, noise, t = sampler.noised(d.latents[idx])
             tmpl = sampler.pick(len(d.cond))
@@ -202,36 +203,33 @@ def unlearn_unet(adapter: DenoiserAdapter, concept_set: ConceptSet, config: Unet
                 with torch.no_grad():
                     target = superclass_target(adapter, x_t, t, d.superclass_cond[tmpl], cond_c, config.loss,
                                                 weights, teacher)
-                xs = [x_t]
-                ts = [t]
-                cs = [cond_c]
+                concept = StudentTerm("concept", 1.0, x_t, t, cond_c, target)
                 if ci in adversarial:  # the same images under the attacker's conditioning
-                    xs.append(x_t), ts.append(t), cs.append(adversarial[ci].expand(len(x_t), -1, -1))
-                    target = torch.cat([target, target])
+                    concept = StudentTerm("concept", 1.0, torch.cat([x_t, x_t]), torch.cat([t, t]),
+                                          torch.cat([cond_c, adversarial[ci].expand(len(x_t), -1, -1)]),
+                                          torch.cat([target, target]))
                 sidx = sampler.pick(len(d.superclass_latents))
                 xs_t, noise_s, t_s = sampler.noised(d.superclass_latents[sidx])
-                xs.append(xs_t), ts.append(t_s), cs.append(d.superclass_cond[sampler.pick(len(d.superclass_cond))])
+                student_terms = [concept, StudentTerm("alignment", config.loss.alignment_weight, xs_t, t_s,
+                                                      d.superclass_cond[sampler.pick(len(d.superclass_cond))], noise_s)]
                 if bank is not None:  # a draw whose reference prediction was computed when the phase began
                     kd_x, kd_t, kd_c, kd_target = bank[int(torch.randint(0, len(bank), (1,), generator=sampler.gen))]
                 else:
                     kd_x, kd_t, kd_c, kd_prev = _distillation_batch(sampler, data, erased_before, retain, d,
                                                                    uncond if config.loss.preserve_unconditional else None)
-                use_kd = kd_x is not None and config.loss.distillation_weight > 0
-                if use_kd:
-                    xs.append(kd_x), ts.append(kd_t), cs.append(kd_c)
-                pred = adapter.predict_noise(torch.cat(xs), torch.cat(ts), torch.cat(cs), weights)
-                b = len(target)  # the concept's images, twice with an adversarial conditioning
-                s_end = b + len(xs_t)
-                terms["concept"] = concept_aware_loss(pred[:b], target)
-                terms["alignment"] = config.loss.alignment_weight * alignment_loss(pred[b:s_end], noise_s)
-                if use_kd:
+                if kd_x is not None and config.loss.distillation_weight > 0:
                     if bank is None:
                         with torch.no_grad():
                             kd_target = distillation_target(adapter, kd_x, kd_t, kd_c, kd_prev, teacher,
                                                              config.loss.retain_reference)
-                    terms["distillation"] = config.loss.distillation_weight * distillation_loss(pred[s_end:], kd_target)
+                    student_terms.append(StudentTerm("distillation", config.loss.distillation_weight, kd_x, kd_t,
+                                                     kd_c, kd_target))
+                grads, values = student_gradients(adapter, student_terms, weights, [deltas[n] for n in names],
+                                                  config.student_chunk_rows)
+                terms.update(values)
             loss = sum(terms.values())
-            grads = torch.autograd.grad(loss, [deltas[n] for n in names])
+            if grads is None:
+                grads = torch.autograd.grad(loss, [deltas[n] for n in names])
             grads = dict(zip(names, grads))
             mask.accumulate(grads)
             row = {"step": done, "phase": "warmup" if step < 0 else "train", "concept": d.concept.name,
@@ -278,6 +276,47 @@ def closed_form_warm_start(adapter: DenoiserAdapter, concept_set: ConceptSet, na
                          f"'cross_attention'")
     notes.append(f"warm start: the closed-form edit ({edit.seconds:.1f}s)")
     return {n: d.to(torch.float32).clone() for n, d in edit.deltas.items()}
+
+
+@dataclass
+class StudentTerm:
+    """One term of the concept-aware loss: `weight` x the mean squared error between the student's
+    prediction on (x, t, cond) and `reference` (a target computed without gradients)."""
+
+    name: str
+    weight: float
+    x: torch.Tensor
+    t: torch.Tensor
+    cond: torch.Tensor
+    reference: torch.Tensor
+
+
+def student_gradients(adapter: DenoiserAdapter, terms: list[StudentTerm], weights: dict[str, torch.Tensor],
+                      params: list[torch.Tensor], chunk_rows: int = 0) -> tuple[tuple[torch.Tensor, ...], dict]:
+    """The gradient of sum(weight x MSE) over `terms` with respect to `params`, and each term's value.
+
+    All rows of all terms run through the student in one batch, or (chunk_rows > 0) in forward and
+    backward passes of at most `chunk_rows` rows whose gradients add up: each row's squared error is
+    scaled by its term's weight / the term's element count, so the sum over the passes is the same
+    loss. Only the activations of one pass are alive at a time. A term of weight 0 runs no rows."""
+    terms = [term for term in terms if term.weight != 0]
+    x = torch.cat([term.x for term in terms])
+    t = torch.cat([term.t for term in terms])
+    cond = torch.cat([term.cond for term in terms])
+    reference = torch.cat([term.reference for term in terms]).detach()
+    scale = torch.cat([torch.full((len(term.x),), term.weight / term.reference.numel(), device=x.device)
+                       for term in terms])
+    owner = torch.cat([torch.full((len(term.x),), i, dtype=torch.long, device=x.device) for i, term in enumerate(terms)])
+    size = chunk_rows if chunk_rows > 0 else len(x)
+    grads, values = None, torch.zeros(len(terms), device=x.device)
+    for start in range(0, len(x), size):
+        rows = slice(start, start + size)
+        pred = adapter.predict_noise(x[rows], t[rows], cond[rows], weights)
+        per_row = (pred - reference[rows].to(pred.dtype)).pow(2).flatten(1).sum(1) * scale[rows]
+        g = torch.autograd.grad(per_row.sum(), params)
+        grads = g if grads is None else tuple(a + b for a, b in zip(grads, g))
+        values.index_add_(0, owner[rows], per_row.detach().to(values.dtype))
+    return grads, {term.name: values[i] for i, term in enumerate(terms)}
 
 
 def superclass_target(adapter: DenoiserAdapter, x_t, t, superclass_cond, concept_cond, loss: ConceptAwareLossConfig,

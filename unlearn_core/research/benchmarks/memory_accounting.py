@@ -23,8 +23,8 @@ Not counted: the CUDA context and kernels' workspaces (a few hundred MB), alloca
 the text encoders and VAE (ComfyUI offloads them while the UNet trains), the training latents
 and the distillation bank (a few MB at these sizes).
 
-The number of rows the student runs with gradients comes from `student_rows`, which mirrors how
-`unlearn_unet` assembles a step (a test checks it against the trainer).
+The number of rows the student runs with gradients comes from `student_rows` and `rows_per_pass`,
+which mirror how `unlearn_unet` assembles a step (a test checks them against the trainer).
 """
 
 from __future__ import annotations
@@ -51,20 +51,28 @@ class MemoryAccountingConfig:
     batch_size: int = 1  # training images per step
     weight_dtype: str = "float16"  # frozen weights and activations (a GPU's usual load dtype)
     budget_gib: float = 12.0  # the GPU size the table is read against
-    rows: tuple[str, ...] = field(default=("plain_finetune", "dynamic_mask", "dynamic_mask_later_concept"))
+    rows: tuple[str, ...] = field(default=("plain_finetune", "dynamic_mask", "dynamic_mask_later_concept",
+                                           "dynamic_mask_chunked"))
 
 
 def student_rows(config: UnetUnlearnConfig, batch_size: int, retain_prompts: bool = True,
                  concepts_erased_before: int = 0) -> int:
     """Rows the student runs with gradients in one step of `unlearn_unet` (concept-aware loss): the
-    concept's images (twice with an adversarial conditioning), the superclass images, and the
-    distillation rows (an earlier concept's images, retained images, the empty prompt)."""
-    rows = batch_size * (2 if config.adversarial_interval > 0 else 1) + batch_size
+    concept's images (twice with an adversarial conditioning), the superclass images (when the
+    alignment term has a weight), and the distillation rows (an earlier concept's images, retained
+    images, the empty prompt). `student_chunk_rows` splits them into passes (`rows_per_pass`)."""
+    rows = batch_size * (2 if config.adversarial_interval > 0 else 1)
+    rows += batch_size * (config.loss.alignment_weight != 0)
     if config.loss.distillation_weight > 0:
         rows += batch_size * (concepts_erased_before > 0)
         rows += batch_size * retain_prompts
         rows += batch_size * config.loss.preserve_unconditional
     return rows
+
+
+def rows_per_pass(config: UnetUnlearnConfig, rows: int) -> int:
+    """The most rows one student pass runs (all of them unless `student_chunk_rows` is set)."""
+    return min(rows, config.student_chunk_rows) if config.student_chunk_rows > 0 else rows
 
 
 class _FusedAttention(torch.autograd.Function):
@@ -148,6 +156,8 @@ def account_row(model: str, row: str, cfg: MemoryAccountingConfig) -> dict:
         "plain_finetune": ("finetune", {"loss.distillation_weight": 0.0, "loss.alignment_weight": 0.0}, 0),
         "dynamic_mask": ("dynamic_mask", {}, 0),
         "dynamic_mask_later_concept": ("dynamic_mask", {}, 1),
+        # a later concept (the most rows) in passes of one batch each
+        "dynamic_mask_chunked": ("dynamic_mask", {"student_chunk_rows": cfg.batch_size}, 1),
     }[row]
     tc = row_config(method, overrides, batch_size=cfg.batch_size)
     params = dict(unet.named_parameters())
@@ -169,11 +179,11 @@ def account_row(model: str, row: str, cfg: MemoryAccountingConfig) -> dict:
     student = {n: params[n] + deltas[n].to(dtype) for n in names}
     student_bytes = sum(w.numel() * w.element_size() for w in student.values())
     rows = student_rows(tc, cfg.batch_size, retain_prompts=True, concepts_erased_before=erased_before)
-    activations, largest = _saved_activations(unet, shape, resolution, rows, student,
+    activations, largest = _saved_activations(unet, shape, resolution, rows_per_pass(tc, rows), student,
                                               list(params.values()) + list(student.values()), dtype)
     total = weight_bytes + sum(state_bytes.values()) + student_bytes + activations + 2 * largest
     return {"model": model, "row": row, "trainer_method": method, "overrides": overrides, "resolution": resolution,
-            "student_rows": rows, "unet_parameters": sum(p.numel() for p in params.values()),
+            "student_rows": rows, "rows_per_pass": rows_per_pass(tc, rows), "unet_parameters": sum(p.numel() for p in params.values()),
             "trained_parameters": sum(deltas[n].numel() for n in names), "target": tc.target,
             "weights_gib": weight_bytes / GIB, "training_state_gib": {k: v / GIB for k, v in state_bytes.items()},
             "student_weights_gib": student_bytes / GIB, "activations_gib": activations / GIB,
@@ -187,7 +197,8 @@ def run_memory_accounting(cfg: MemoryAccountingConfig, log=print) -> dict:
         for row in cfg.rows:
             r = account_row(model, row, cfg)
             rows.append(r)
-            log(f"{model} {row}: {r['peak_gib']:.1f} GiB ({r['student_rows']} rows at {r['resolution']} px; "
+            log(f"{model} {row}: {r['peak_gib']:.1f} GiB ({r['student_rows']} rows, {r['rows_per_pass']} per pass, at "
+                f"{r['resolution']} px; "
                 f"weights {r['weights_gib']:.1f}, state {sum(r['training_state_gib'].values()):.1f}, "
                 f"activations {r['activations_gib']:.1f})")
     # computed, no model file: tests/test_bench_results.py exempts these results from the toy model's hash
@@ -200,11 +211,11 @@ def markdown_table(result: dict) -> str:
              f"{s['batch_size']}, weights and activations in {s['weight_dtype']}, fused attention, each model at "
              f"its native resolution. GiB. Not counted: CUDA context, kernel workspaces, fragmentation, text "
              f"encoders and VAE. Budget {s['budget_gib']:g} GiB.", "",
-             "| model | row | rows with gradients | trained params | weights | training state | student weights "
+             "| model | row | rows with gradients (per pass) | trained params | weights | training state | student weights "
              "| activations | backward transient | **peak** | fits |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
-        lines.append(f"| {r['model']} ({r['resolution']} px) | {r['row']} | {r['student_rows']} | "
+        lines.append(f"| {r['model']} ({r['resolution']} px) | {r['row']} | {r['student_rows']} ({r['rows_per_pass']}) | "
                      f"{r['trained_parameters'] / 1e6:.0f}M | {r['weights_gib']:.2f} | "
                      f"{sum(r['training_state_gib'].values()):.2f} | {r['student_weights_gib']:.2f} | "
                      f"{r['activations_gib']:.2f} | {r['backward_transient_gib']:.2f} | **{r['peak_gib']:.1f}** | "
