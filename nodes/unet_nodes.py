@@ -123,7 +123,7 @@ class DynamicMaskUnlearn(io.ComfyNode):
             sample_batch = 4
             progress = Progress(data_sampler_steps(concept_set, config, sample_batch),
                                 planned_steps(config, len(concept_set.concepts)), node_id=cls.hidden.unique_id)
-            progress.phase("preparing the model (copying the trained weights, encoding prompts)")
+            progress.phase("preparing the model (loading it, encoding prompts)")
             adapter = ComfyDenoiserAdapter(model, clip, vae, resolution=resolution, sample_batch=sample_batch,
                                            should_cancel=should_cancel, on_sample_step=progress.sample_step)
             names = select_weights(adapter.module_types(), config.target)

@@ -72,6 +72,21 @@ def test_hashes_change_with_any_byte_and_the_code_hash_ignores_the_cli(tmp_path)
     assert source_hash(pkg) != h
 
 
+def test_the_code_hash_leaves_out_only_modules_no_cell_imports():
+    """The benchmarks left out of the code hash (timings, memory accounting) are not imported by
+    `bench all`'s cells, so editing them cannot change a cached cell's result."""
+    from unlearn_core.research.benchmarks.provenance import CODE_HASH_EXCLUDES
+
+    excluded = [p[:-3].replace("/", ".") for p in CODE_HASH_EXCLUDES if "/" in p]
+    assert excluded, "expected benchmark modules among the exclusions"
+    code = ("import sys, unlearn_core.research.benchmarks.suite; "
+            f"print([m for m in {excluded!r} if 'unlearn_core.' + m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]", f"a cell's code imports a module left out of the code hash: {out}"
+    for path in CODE_HASH_EXCLUDES:
+        assert (Path(provenance.__file__).resolve().parents[2] / path).is_file(), path
+
+
 @pytest.mark.toy
 def test_the_installed_model_hash_is_the_hash_of_its_files():
     from unlearn_core.research.toyworld.assets import CLASSIFIER_PATH, TOY_MODEL_DIR

@@ -21,8 +21,11 @@ from pathlib import Path
 
 from ...atomic import atomic_file
 
-#: the source files that do not change what a cell computes (argument parsing, progress display)
-CODE_HASH_EXCLUDES = ("cli.py", "progress.py")
+#: the source files (paths relative to the package) that do not change what a cell computes:
+#: argument parsing, progress display, and the benchmarks that run no cells (the real-size timings
+#: and the memory accounting; a test checks that no cell imports them)
+CODE_HASH_EXCLUDES = ("cli.py", "progress.py", "research/benchmarks/real_size.py",
+                      "research/benchmarks/closed_form.py", "research/benchmarks/memory_accounting.py")
 
 
 def _sha256_file(path: Path) -> str:
@@ -77,13 +80,12 @@ def classifier_hash(path: str | Path | None = None) -> str:
 
 
 def source_hash(package_dir: str | Path | None = None) -> str:
-    """'sha256:<hex>' of the library's .py files (relative path and bytes), less CODE_HASH_EXCLUDES
-    at the package's top level."""
+    """'sha256:<hex>' of the library's .py files (relative path and bytes), less CODE_HASH_EXCLUDES."""
     root = Path(package_dir) if package_dir else Path(__file__).resolve().parents[2]
     h = hashlib.sha256()
     for path in sorted(root.rglob("*.py")):
         rel = path.relative_to(root)
-        if "__pycache__" in rel.parts or (len(rel.parts) == 1 and rel.name in CODE_HASH_EXCLUDES):
+        if "__pycache__" in rel.parts or rel.as_posix() in CODE_HASH_EXCLUDES:
             continue
         h.update(f"{rel.as_posix()}\0{_sha256_file(path)}\n".encode())
     return "sha256:" + h.hexdigest()
