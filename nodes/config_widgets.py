@@ -43,7 +43,8 @@ UNET_WIDGETS = WidgetTable(UnetUnlearnConfig, {
     "retain_images_per_prompt": "retain_images_per_prompt", "sampling_steps": "sampling_steps",
     "sampling_cfg": "sampling_guidance", "mask": "mask.kind", "mask_density": "mask.density",
     "mask_warmup_steps": "mask.warmup_steps", "mask_update_interval": "mask.update_interval",
-    "mask_turnover": "mask.turnover", "adversarial_interval": "adversarial_interval", "seed": "seed",
+    "mask_turnover": "mask.turnover", "adversarial_interval": "adversarial_interval",
+    "distillation_bank": "distillation_bank", "student_chunk_rows": "student_chunk_rows", "seed": "seed",
 })
 
 #: ConceptAwareLoss

@@ -107,7 +107,7 @@ UNLEARN_SETTINGS = {"target": "cross_attention", "mode": "sequential", "steps_pe
                     "batch_size": 1, "images_per_concept": 2, "retain_images_per_prompt": 1, "sampling_steps": 2,
                     "sampling_cfg": 5.0, "resolution": 64, "mask": "dynamic", "mask_density": 0.5,
                     "mask_warmup_steps": 2, "mask_update_interval": 2, "mask_turnover": 0.2,
-                    "adversarial_interval": 0, "seed": 0}
+                    "adversarial_interval": 0, "distillation_bank": 2, "student_chunk_rows": 1, "seed": 0}
 
 
 def _concepts(nid="c", concepts="cat => animal", retain="a house", templates="a photo of a {}", **links):

@@ -153,7 +153,7 @@ def account_row(model: str, row: str, cfg: MemoryAccountingConfig) -> dict:
     dtype = getattr(torch, cfg.weight_dtype)
     unet, shape, resolution = _unet_on_meta(model, dtype)
     method, overrides, erased_before = {
-        "plain_finetune": ("finetune", {"loss.distillation_weight": 0.0, "loss.alignment_weight": 0.0}, 0),
+        "plain_finetune": ("finetune", {"loss.distillation_weight": 0.0}, 0),
         "dynamic_mask": ("dynamic_mask", {}, 0),
         "dynamic_mask_later_concept": ("dynamic_mask", {}, 1),
         # a later concept (the most rows) in passes of one batch each
