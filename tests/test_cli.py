@@ -378,6 +378,7 @@ def test_forget_flags_set_the_config_fields_they_name():
     values = {"mode": "simultaneous", "target": "attention", "steps": 7, "batch_size": 3, "lr": 0.002,
               "images_per_concept": 9, "density": 0.3, "warmup": 4, "update_interval": 6, "turnover": 0.1,
               "alignment_weight": 0.7, "distillation_weight": 0.5, "adversarial_interval": 5, "distillation_bank": 8,
+              "student_chunk_rows": 2,
               "seed": 11}
     assert set(values) == set(UNET_FLAGS)
     flags = [x for dest, v in values.items() for x in (f"--{dest.replace('_', '-')}", str(v))]
