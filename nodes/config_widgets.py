@@ -44,7 +44,8 @@ UNET_WIDGETS = WidgetTable(UnetUnlearnConfig, {
     "sampling_cfg": "sampling_guidance", "mask": "mask.kind", "mask_density": "mask.density",
     "mask_warmup_steps": "mask.warmup_steps", "mask_update_interval": "mask.update_interval",
     "mask_turnover": "mask.turnover", "adversarial_interval": "adversarial_interval",
-    "distillation_bank": "distillation_bank", "student_chunk_rows": "student_chunk_rows", "seed": "seed",
+    "distillation_bank": "distillation_bank", "student_chunk_rows": "student_chunk_rows",
+    "gradient_checkpointing": "gradient_checkpointing", "seed": "seed",
 })
 
 #: ConceptAwareLoss

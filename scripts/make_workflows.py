@@ -21,7 +21,7 @@ UNLEARN = {"target": "cross_attention", "mode": "sequential", "steps_per_concept
            "batch_size": 2, "images_per_concept": 100, "retain_images_per_prompt": 4, "sampling_steps": 20,
            "sampling_cfg": 5.0, "resolution": 512, "mask": "dynamic", "mask_density": 0.5, "mask_warmup_steps": 50,
            "mask_update_interval": 100, "mask_turnover": 0.2, "adversarial_interval": 0, "distillation_bank": 0,
-           "student_chunk_rows": 0, "seed": 0}
+           "student_chunk_rows": 0, "gradient_checkpointing": False, "seed": 0}
 
 
 def sampler(first: int, model, clip, prompt: str, seed: int = 42) -> dict:

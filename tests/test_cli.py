@@ -247,12 +247,13 @@ def test_bench_memory_accounting_adds_up_the_parts_of_a_training_step(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     result = json.loads(out.read_text())
     rows = {row["row"]: row for row in result["rows"]}
-    assert list(rows) == ["plain_finetune", "dynamic_mask", "dynamic_mask_later_concept", "dynamic_mask_chunked"]
-    plain, ours, later, chunked = rows.values()
+    assert list(rows) == ["plain_finetune", "dynamic_mask", "dynamic_mask_later_concept", "dynamic_mask_chunked",
+                          "dynamic_mask_chunked_checkpointed"]
+    plain, ours, later, chunked, checkpointed = rows.values()
     # batch 1: the fine-tune runs the concept's and the superclass's image; ours adds retained and
     # empty-prompt rows and, for a later concept, an earlier concept's; chunked, one row per pass
-    assert [r["student_rows"] for r in rows.values()] == [2, 4, 5, 5]
-    assert [r["rows_per_pass"] for r in rows.values()] == [2, 4, 5, 1]
+    assert [r["student_rows"] for r in rows.values()] == [2, 4, 5, 5, 5]
+    assert [r["rows_per_pass"] for r in rows.values()] == [2, 4, 5, 1, 1]
     gib = 2 ** 30
     assert plain["unet_parameters"] > 800e6 and plain["resolution"] == 512
     assert plain["weights_gib"] == pytest.approx(plain["unet_parameters"] * 2 / gib)  # fp16, read in place
@@ -265,12 +266,14 @@ def test_bench_memory_accounting_adds_up_the_parts_of_a_training_step(tmp_path):
     assert ours["activations_gib"] == pytest.approx(2 * plain["activations_gib"], rel=0.01)
     assert later["activations_gib"] == pytest.approx(2.5 * plain["activations_gib"], rel=0.01)
     assert chunked["activations_gib"] == pytest.approx(0.5 * plain["activations_gib"], rel=0.01)
-    assert chunked["training_state_gib"] == later["training_state_gib"]
+    assert chunked["training_state_gib"] == later["training_state_gib"] == checkpointed["training_state_gib"]
+    # checkpointing keeps the blocks' inputs and one block's activations at a time
+    assert checkpointed["activations_gib"] < 0.5 * chunked["activations_gib"]
     for row in rows.values():
         parts = (row["weights_gib"] + sum(row["training_state_gib"].values()) + row["student_weights_gib"]
                  + row["activations_gib"] + row["backward_transient_gib"])
         assert row["peak_gib"] == pytest.approx(parts)
-    assert (tmp_path / "memory_accounting.md").read_text().count("| sd15 (512 px) |") == 4
+    assert (tmp_path / "memory_accounting.md").read_text().count("| sd15 (512 px) |") == 5
     assert result["command"].startswith("concept-unlearn bench memory-accounting")
     bad = run("bench", "memory-accounting", "--batch-size", "0", "--output", str(tmp_path / "x.json"))
     assert bad.returncode == 2 and "--batch-size" in bad.stderr and not (tmp_path / "x.json").exists()
@@ -385,6 +388,8 @@ def test_forget_flags_set_the_config_fields_they_name():
     for model in (["--model", "m"], []):
         cfg = unet_config_from_args(_forget(*flags, *model))
         assert {dest: value_of(cfg, path) for dest, path in UNET_FLAGS.items()} == values
+        assert not cfg.gradient_checkpointing
+        assert unet_config_from_args(_forget("--gradient-checkpointing", *model)).gradient_checkpointing
     te = text_encoder_config_from_args(_forget("--method", "text-encoder", "--te-layers", "2", "--clip-skip", "1",
                                                "--steps", "9", "--adversarial-interval", "3", "--lora-rank", "16",
                                                "--seed", "4"))

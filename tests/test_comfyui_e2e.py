@@ -107,7 +107,8 @@ UNLEARN_SETTINGS = {"target": "cross_attention", "mode": "sequential", "steps_pe
                     "batch_size": 1, "images_per_concept": 2, "retain_images_per_prompt": 1, "sampling_steps": 2,
                     "sampling_cfg": 5.0, "resolution": 64, "mask": "dynamic", "mask_density": 0.5,
                     "mask_warmup_steps": 2, "mask_update_interval": 2, "mask_turnover": 0.2,
-                    "adversarial_interval": 0, "distillation_bank": 2, "student_chunk_rows": 1, "seed": 0}
+                    "adversarial_interval": 0, "distillation_bank": 2, "student_chunk_rows": 1,
+                    "gradient_checkpointing": True, "seed": 0}
 
 
 def _concepts(nid="c", concepts="cat => animal", retain="a house", templates="a photo of a {}", **links):
@@ -484,6 +485,7 @@ def test_adapter_equivalence_with_diffusers(scratch):
     assert r["add_noise_max_abs_diff"] < 1e-5
     assert r["eps_max_abs_diff"] < 1e-4 * max(1.0, r["eps_scale"])
     assert r["grad_relative_error"] < 1e-5
+    assert r["checkpointed_blocks"] > 0 and r["checkpoint_grad_relative_error"] < 1e-6 and r["checkpoint_restored"]
     assert r["text_encode_skip1_max_abs_diff"] < 1e-5 and r["text_encode_skip2_max_abs_diff"] < 1e-5
     assert (r["text_used_layer_skip1"], r["text_used_layer_skip2"]) == (11, 10)
     assert r["v_prediction_type"] == "v_prediction"

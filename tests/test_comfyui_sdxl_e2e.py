@@ -51,7 +51,7 @@ SETTINGS = {"target": "cross_attention", "mode": "sequential", "steps_per_concep
             "batch_size": 1, "images_per_concept": 1, "retain_images_per_prompt": 1, "sampling_steps": 2,
             "sampling_cfg": 5.0, "resolution": 64, "mask": "dynamic", "mask_density": 0.5, "mask_warmup_steps": 1,
             "mask_update_interval": 2, "mask_turnover": 0.2, "adversarial_interval": 0, "distillation_bank": 0,
-            "student_chunk_rows": 1, "seed": 0}
+            "student_chunk_rows": 1, "gradient_checkpointing": True, "seed": 0}
 
 
 def _helper(script: str, *args: str):

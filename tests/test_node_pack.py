@@ -254,13 +254,13 @@ def test_config_widget_tables_build_the_configs_the_nodes_built_before():
               "batch_size": 3, "images_per_concept": 9, "retain_images_per_prompt": 2, "sampling_steps": 11,
               "sampling_cfg": 4.5, "resolution": 256, "mask": "static", "mask_density": 0.3, "mask_warmup_steps": 4,
               "mask_update_interval": 6, "mask_turnover": 0.1, "adversarial_interval": 5, "distillation_bank": 4,
-              "student_chunk_rows": 2, "seed": 8, "cls": None}
+              "student_chunk_rows": 2, "gradient_checkpointing": True, "seed": 8, "cls": None}
     loss = ConceptAwareLossConfig(alignment_weight=0.5)
     # built by the widget table's class, so compare field by field with the explicit construction
     expected = UnetUnlearnConfig(target="attention", mode="simultaneous", steps_per_concept=7, batch_size=3, lr=1e-4,
                                  images_per_concept=9, retain_images_per_prompt=2, sampling_steps=11,
                                  sampling_guidance=4.5, seed=8, adversarial_interval=5, distillation_bank=4,
-                                 student_chunk_rows=2,
+                                 student_chunk_rows=2, gradient_checkpointing=True,
                                  mask=MaskConfig(kind="static", density=0.3, warmup_steps=4, update_interval=6,
                                                  turnover=0.1), loss=loss)
     assert cw.UNET_WIDGETS.build(values, loss=loss).to_dict() == expected.to_dict()

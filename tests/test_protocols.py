@@ -66,7 +66,7 @@ def test_protocol_members_are_what_the_trainers_need():
     assert set(protocol_members(DenoiserAdapter)) == {
         "prediction_type", "num_train_timesteps", "latent_shape", "device", "dtype", "image_size", "encode_prompts",
         "prompt_token_ids", "token_embeddings", "predict_noise", "add_noise", "denoiser_weights", "module_types",
-        "sample_latents", "encode_images", "decode_latents"}
+        "sample_latents", "encode_images", "decode_latents", "unet"}
     assert set(protocol_members(TextEncoderAdapter)) == {
         "clip_skip", "used_layer", "token_embedding", "weights", "final_layer_names", "layer_names", "encode",
         "word_embedding"}

@@ -399,6 +399,45 @@ def test_student_passes_in_chunks_give_the_same_training(adapter, data):
 
 
 @pytest.mark.slow
+def test_gradient_checkpointing_gives_the_same_gradient_from_fewer_saved_tensors(adapter, data):
+    """Checkpointed blocks recompute their activations in the backward pass with the weights the
+    forward ran with (functional_call has returned by then), so the gradient is unchanged, autograd
+    keeps far fewer tensors, and the module is left as it was."""
+    from unlearn_core.checkpointing import checkpointed
+
+    base = adapter.denoiser_weights()
+    names = select_weights(adapter.module_types(), "cross_attention")
+    deltas = {n: (0.01 * torch.randn(base[n].shape, generator=torch.Generator().manual_seed(i))).requires_grad_()
+              for i, n in enumerate(names)}
+    concept = data[0][0]
+    gen = torch.Generator().manual_seed(0)
+    x0, noise = concept.latents[:2], torch.randn(concept.latents[:2].shape, generator=gen)
+    t = torch.tensor([50, 700])
+    x_t = adapter.add_noise(x0, noise, t)
+
+    def gradient():
+        saved = []
+        with torch.autograd.graph.saved_tensors_hooks(lambda s: saved.append(s) or s, lambda s: s):
+            weights = {n: base[n] + deltas[n] for n in names}
+            loss = ((adapter.predict_noise(x_t, t, concept.cond[:1].expand(2, -1, -1), weights) - noise) ** 2).mean()
+        return torch.autograd.grad(loss, [deltas[n] for n in names]), len(saved)
+
+    plain, kept = gradient()
+    with checkpointed(adapter.unet) as blocks:
+        recomputed, kept_checkpointed = gradient()
+    assert blocks > 0 and kept_checkpointed < kept / 2, (blocks, kept, kept_checkpointed)
+    for a, b in zip(plain, recomputed):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-9)
+    assert not any("forward" in m.__dict__ for m in adapter.unet.modules())
+
+    runs = {flag: unlearn_unet(adapter, CONCEPTS, short_config(gradient_checkpointing=flag), data=data[0],
+                               retain=data[1]) for flag in (False, True)}
+    for a, c in zip(runs[False].stats, runs[True].stats):
+        assert c["loss"] == pytest.approx(a["loss"], rel=1e-5, abs=1e-7)
+    assert not any("forward" in m.__dict__ for m in adapter.unet.modules())
+
+
+@pytest.mark.slow
 def test_distillation_bank_computes_the_reference_once_per_concept(adapter, data):
     """With a bank of k draws, the frozen reference runs on k distillation batches per concept instead of
     one per step; every banked target is the reference's prediction for its inputs."""

@@ -242,6 +242,8 @@ def unet_config_from_args(args):
     cfg = method_config(args.method.replace("-", "_"), base)
     if args.method == "dynamic-mask-robust":
         cfg.lr *= ROBUST_LR_SCALE
+    if args.gradient_checkpointing:
+        cfg.gradient_checkpointing = True
     # explicit flags win over the defaults and over what the method sets
     return _set_flags(cfg, args, UNET_FLAGS)
 
@@ -529,6 +531,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=_unet_flag_help("loss.distillation_weight"))
     f.add_argument("--distillation-bank", type=int, default=None, help=_unet_flag_help("distillation_bank"))
     f.add_argument("--student-chunk-rows", type=int, default=None, help=_unet_flag_help("student_chunk_rows"))
+    f.add_argument("--gradient-checkpointing", action="store_true",
+                   help=_unet_flag_help("gradient_checkpointing"))
     f.add_argument("--lora-rank", type=int, default=None,
                    help=f"UNet methods: rank of the LoRA file extracted from the edit (default: {UNET_LORA_RANK}). "
                         f"Text-encoder method: {_te_flag_help('lora_rank', '; lora_alpha = rank')}")

@@ -156,6 +156,11 @@ class UnetUnlearnConfig:
         "activation memory is that of this many images, at some cost in speed where larger batches run "
         "faster (GPUs).")})
 
+    gradient_checkpointing: bool = field(default=False, metadata={"help": (
+        "Recompute each transformer and residual block's activations in the backward pass instead of "
+        "keeping them: the same gradient with much less activation memory, for about a third more "
+        "time per step (large models on small GPUs).")})
+
     @classmethod
     def toy(cls) -> "UnetUnlearnConfig":
         """The settings for the embedded toy model (what `concept-unlearn forget` uses without --model,

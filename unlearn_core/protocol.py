@@ -36,6 +36,9 @@ class DenoiserAdapter(Protocol):
     latent_shape: tuple[int, int, int]
     device: torch.device
     dtype: torch.dtype
+    #: the denoiser module `predict_noise` runs (never written; `checkpointing.checkpointed` wraps its
+    #: blocks' forward while a run with gradient_checkpointing lasts)
+    unet: torch.nn.Module
 
     @property
     def image_size(self) -> int:

@@ -13,6 +13,7 @@ concepts step by step.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from dataclasses import asdict, dataclass, field
@@ -23,6 +24,7 @@ import torch
 
 from . import __version__
 from .concept_set import ConceptSet
+from .checkpointing import checkpointed
 from .configs import UnetUnlearnConfig
 from .layer_selection import select_weights
 from .losses import ConceptAwareLossConfig, alignment_loss, esd_target
@@ -153,105 +155,107 @@ def unlearn_unet(adapter: DenoiserAdapter, concept_set: ConceptSet, config: Unet
             return None
         return {n: base_targets[n] + snapshot[n].to(base_targets[n].dtype) for n in names}
 
-    phases = concept_phases(config, len(data))
-    total_steps = planned_steps(config, len(data))
-    stats: list[dict] = []
-    done = 0
-    train_steps = 0
-    erased_before: list[int] = []
-    adversarial: dict[int, torch.Tensor] = {}  # concept index -> the attacker's conditioning
-    use_adversarial = config.adversarial_interval > 0 and config.loss.kind == "concept_aware"
-    for phase in phases:
-        steps = config.steps_per_concept * len(phase)
-        teacher = frozen_weights({n: d.detach().clone() for n, d in deltas.items()}) if erased_before else None
-        mask = build_mask(config.mask, {n: d.shape for n, d in deltas.items()})
-        optim = MaskedAdam(deltas, lr=config.lr)
-        warmup = config.mask.warmup_steps if config.mask.needs_warmup else 0
-        bank = None
-        if config.distillation_bank > 0 and config.loss.kind == "concept_aware" and config.loss.distillation_weight > 0:
-            bank = _distillation_bank(adapter, sampler, data, phase, erased_before, retain,
-                                      uncond if config.loss.preserve_unconditional else None, teacher,
-                                      config.loss.retain_reference, config.distillation_bank * len(phase),
-                                      should_cancel)
-        for step in range(-warmup, steps):
-            if should_cancel is not None and should_cancel():
-                raise UnlearnCancelled("unlearning cancelled; the input model is unchanged and nothing was written")
-            t0 = time.time()
-            ci = phase[(step + warmup) % len(phase)]
-            d = data[ci]
-            weights = student_weights()
-            terms: dict[str, torch.Tensor] = {}
-            grads = None  # the concept-aware branch computes its gradients pass by pass
-            idx = sampler.pick(len(d.latents))
-            x_t, noise, t = sampler.noised(d.latents[idx])
-            tmpl = sampler.pick(len(d.cond))
-            cond_c = d.cond[tmpl]
-            if step < 0:
-                # Warm-up: plain denoising loss on the concept images; gradients only feed the mask.
-                terms["warmup"] = alignment_loss(adapter.predict_noise(x_t, t, cond_c, weights), noise)
-            elif config.loss.kind == "esd":
-                with torch.no_grad():
-                    ref = adapter.predict_noise(torch.cat([x_t, x_t]), torch.cat([t, t]),
-                                                torch.cat([uncond.expand(len(x_t), -1, -1), cond_c]),
-                                                teacher)  # ESD's reference is the frozen model
-                    e_u, e_c = ref.chunk(2)
-                target = esd_target(e_u, e_c, config.loss.esd_negative_guidance)
-                terms["concept"] = torch.nn.functional.mse_loss(adapter.predict_noise(x_t, t, cond_c, weights), target)
-            else:
-                if use_adversarial and step % config.adversarial_interval == 0:
-                    adversarial[ci] = _adversarial_condition(adapter, sampler, d, adversarial.get(ci), weights, config)
-                with torch.no_grad():
-                    target = superclass_target(adapter, x_t, t, d.superclass_cond[tmpl], cond_c, config.loss,
-                                                weights, teacher)
-                concept = StudentTerm("concept", 1.0, x_t, t, cond_c, target)
-                if ci in adversarial:  # the same images under the attacker's conditioning
-                    concept = StudentTerm("concept", 1.0, torch.cat([x_t, x_t]), torch.cat([t, t]),
-                                          torch.cat([cond_c, adversarial[ci].expand(len(x_t), -1, -1)]),
-                                          torch.cat([target, target]))
-                sidx = sampler.pick(len(d.superclass_latents))
-                xs_t, noise_s, t_s = sampler.noised(d.superclass_latents[sidx])
-                student_terms = [concept, StudentTerm("alignment", config.loss.alignment_weight, xs_t, t_s,
-                                                      d.superclass_cond[sampler.pick(len(d.superclass_cond))], noise_s)]
-                if bank is not None:  # a draw whose reference prediction was computed when the phase began
-                    kd_x, kd_t, kd_c, kd_target = bank[int(torch.randint(0, len(bank), (1,), generator=sampler.gen))]
+    # checkpointing wraps the UNet's blocks for the whole loop and unwraps them however it ends
+    with checkpointed(adapter.unet) if config.gradient_checkpointing else contextlib.nullcontext():
+        phases = concept_phases(config, len(data))
+        total_steps = planned_steps(config, len(data))
+        stats: list[dict] = []
+        done = 0
+        train_steps = 0
+        erased_before: list[int] = []
+        adversarial: dict[int, torch.Tensor] = {}  # concept index -> the attacker's conditioning
+        use_adversarial = config.adversarial_interval > 0 and config.loss.kind == "concept_aware"
+        for phase in phases:
+            steps = config.steps_per_concept * len(phase)
+            teacher = frozen_weights({n: d.detach().clone() for n, d in deltas.items()}) if erased_before else None
+            mask = build_mask(config.mask, {n: d.shape for n, d in deltas.items()})
+            optim = MaskedAdam(deltas, lr=config.lr)
+            warmup = config.mask.warmup_steps if config.mask.needs_warmup else 0
+            bank = None
+            if config.distillation_bank > 0 and config.loss.kind == "concept_aware" and config.loss.distillation_weight > 0:
+                bank = _distillation_bank(adapter, sampler, data, phase, erased_before, retain,
+                                          uncond if config.loss.preserve_unconditional else None, teacher,
+                                          config.loss.retain_reference, config.distillation_bank * len(phase),
+                                          should_cancel)
+            for step in range(-warmup, steps):
+                if should_cancel is not None and should_cancel():
+                    raise UnlearnCancelled("unlearning cancelled; the input model is unchanged and nothing was written")
+                t0 = time.time()
+                ci = phase[(step + warmup) % len(phase)]
+                d = data[ci]
+                weights = student_weights()
+                terms: dict[str, torch.Tensor] = {}
+                grads = None  # the concept-aware branch computes its gradients pass by pass
+                idx = sampler.pick(len(d.latents))
+                x_t, noise, t = sampler.noised(d.latents[idx])
+                tmpl = sampler.pick(len(d.cond))
+                cond_c = d.cond[tmpl]
+                if step < 0:
+                    # Warm-up: plain denoising loss on the concept images; gradients only feed the mask.
+                    terms["warmup"] = alignment_loss(adapter.predict_noise(x_t, t, cond_c, weights), noise)
+                elif config.loss.kind == "esd":
+                    with torch.no_grad():
+                        ref = adapter.predict_noise(torch.cat([x_t, x_t]), torch.cat([t, t]),
+                                                    torch.cat([uncond.expand(len(x_t), -1, -1), cond_c]),
+                                                    teacher)  # ESD's reference is the frozen model
+                        e_u, e_c = ref.chunk(2)
+                    target = esd_target(e_u, e_c, config.loss.esd_negative_guidance)
+                    terms["concept"] = torch.nn.functional.mse_loss(adapter.predict_noise(x_t, t, cond_c, weights), target)
                 else:
-                    kd_x, kd_t, kd_c, kd_prev = _distillation_batch(sampler, data, erased_before, retain, d,
-                                                                   uncond if config.loss.preserve_unconditional else None)
-                if kd_x is not None and config.loss.distillation_weight > 0:
-                    if bank is None:
-                        with torch.no_grad():
-                            kd_target = distillation_target(adapter, kd_x, kd_t, kd_c, kd_prev, teacher,
-                                                             config.loss.retain_reference)
-                    student_terms.append(StudentTerm("distillation", config.loss.distillation_weight, kd_x, kd_t,
-                                                     kd_c, kd_target))
-                grads, values = student_gradients(adapter, student_terms, weights, [deltas[n] for n in names],
-                                                  config.student_chunk_rows)
-                terms.update(values)
-            loss = sum(terms.values())
-            if grads is None:
-                grads = torch.autograd.grad(loss, [deltas[n] for n in names])
-            grads = dict(zip(names, grads))
-            mask.accumulate(grads)
-            row = {"step": done, "phase": "warmup" if step < 0 else "train", "concept": d.concept.name,
-                   "loss": float(loss.detach())}
-            row.update({f"{k}_loss": float(v.detach()) for k, v in terms.items()})
-            if step == -1 or (step == 0 and warmup == 0):
-                mask.initialise()
-            if step >= 0:
-                optim.step(grads, None if config.mask.kind == "none" else mask.masks)
-                train_steps += 1
-                if mask.maybe_update(step + 1, steps):
-                    optim.reset_entries(mask.grown)
-            row["density"] = mask.density()
-            row["turnover"] = mask.last_turnover
-            row["seconds"] = time.time() - t0
-            stats.append(row)
-            done += 1
-            if progress is not None:
-                progress(done, total_steps, row)
-        erased_before += phase
-        if on_phase_end is not None:
-            on_phase_end([data[i].concept.name for i in erased_before], {n: d.detach().clone() for n, d in deltas.items()})
+                    if use_adversarial and step % config.adversarial_interval == 0:
+                        adversarial[ci] = _adversarial_condition(adapter, sampler, d, adversarial.get(ci), weights, config)
+                    with torch.no_grad():
+                        target = superclass_target(adapter, x_t, t, d.superclass_cond[tmpl], cond_c, config.loss,
+                                                    weights, teacher)
+                    concept = StudentTerm("concept", 1.0, x_t, t, cond_c, target)
+                    if ci in adversarial:  # the same images under the attacker's conditioning
+                        concept = StudentTerm("concept", 1.0, torch.cat([x_t, x_t]), torch.cat([t, t]),
+                                              torch.cat([cond_c, adversarial[ci].expand(len(x_t), -1, -1)]),
+                                              torch.cat([target, target]))
+                    sidx = sampler.pick(len(d.superclass_latents))
+                    xs_t, noise_s, t_s = sampler.noised(d.superclass_latents[sidx])
+                    student_terms = [concept, StudentTerm("alignment", config.loss.alignment_weight, xs_t, t_s,
+                                                          d.superclass_cond[sampler.pick(len(d.superclass_cond))], noise_s)]
+                    if bank is not None:  # a draw whose reference prediction was computed when the phase began
+                        kd_x, kd_t, kd_c, kd_target = bank[int(torch.randint(0, len(bank), (1,), generator=sampler.gen))]
+                    else:
+                        kd_x, kd_t, kd_c, kd_prev = _distillation_batch(sampler, data, erased_before, retain, d,
+                                                                       uncond if config.loss.preserve_unconditional else None)
+                    if kd_x is not None and config.loss.distillation_weight > 0:
+                        if bank is None:
+                            with torch.no_grad():
+                                kd_target = distillation_target(adapter, kd_x, kd_t, kd_c, kd_prev, teacher,
+                                                                 config.loss.retain_reference)
+                        student_terms.append(StudentTerm("distillation", config.loss.distillation_weight, kd_x, kd_t,
+                                                         kd_c, kd_target))
+                    grads, values = student_gradients(adapter, student_terms, weights, [deltas[n] for n in names],
+                                                      config.student_chunk_rows)
+                    terms.update(values)
+                loss = sum(terms.values())
+                if grads is None:
+                    grads = torch.autograd.grad(loss, [deltas[n] for n in names])
+                grads = dict(zip(names, grads))
+                mask.accumulate(grads)
+                row = {"step": done, "phase": "warmup" if step < 0 else "train", "concept": d.concept.name,
+                       "loss": float(loss.detach())}
+                row.update({f"{k}_loss": float(v.detach()) for k, v in terms.items()})
+                if step == -1 or (step == 0 and warmup == 0):
+                    mask.initialise()
+                if step >= 0:
+                    optim.step(grads, None if config.mask.kind == "none" else mask.masks)
+                    train_steps += 1
+                    if mask.maybe_update(step + 1, steps):
+                        optim.reset_entries(mask.grown)
+                row["density"] = mask.density()
+                row["turnover"] = mask.last_turnover
+                row["seconds"] = time.time() - t0
+                stats.append(row)
+                done += 1
+                if progress is not None:
+                    progress(done, total_steps, row)
+            erased_before += phase
+            if on_phase_end is not None:
+                on_phase_end([data[i].concept.name for i in erased_before], {n: d.detach().clone() for n, d in deltas.items()})
 
     result_deltas = {n: d.detach().clone() for n, d in deltas.items()}
     return UnlearnResult(

@@ -104,6 +104,23 @@ def main():
             num = sum(float((grads["comfy"][n] - grads["diffusers"][n]).norm() ** 2) for n in names) ** 0.5
             den = sum(float(grads["diffusers"][n].norm() ** 2) for n in names) ** 0.5
             out["grad_relative_error"] = num / den
+            # gradient checkpointing through the bridge: the same gradient, the module left as it was
+            checkpointing = __import__(f"{pack.__name__}.unlearn_core.checkpointing", fromlist=["x"])
+
+            def bridge_grads():
+                base = comfy_ad.denoiser_weights()
+                d = {n: torch.zeros_like(base[n], requires_grad=True) for n in names}
+                w = {n: base[n].detach() + d[n] for n in names}
+                loss = ((comfy_ad.predict_noise(xc, t, cc, w) - noise) ** 2).mean()
+                return torch.autograd.grad(loss, [d[n] for n in names])
+
+            plain = bridge_grads()
+            with checkpointing.checkpointed(comfy_ad.unet) as blocks:
+                recomputed = bridge_grads()
+            out["checkpointed_blocks"] = blocks
+            out["checkpoint_grad_relative_error"] = sum(float((a - b).norm() ** 2) for a, b in zip(plain, recomputed)) ** 0.5 \
+                / sum(float(a.norm() ** 2) for a in plain) ** 0.5
+            out["checkpoint_restored"] = not any("forward" in m.__dict__ for m in comfy_ad.unet.modules())
             # the differentiable text-encoder path equals ComfyUI's own encoding, with and without clip skip
             for skip in (-1, -2):
                 c = clip.clone()

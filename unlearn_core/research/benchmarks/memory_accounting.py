@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
+from ...checkpointing import CHECKPOINTED_BLOCKS
 from ...layer_selection import select_weights
 from ...masks import MaskedAdam, build_mask
 from ...unet_unlearning import UnetUnlearnConfig
@@ -52,7 +53,7 @@ class MemoryAccountingConfig:
     weight_dtype: str = "float16"  # frozen weights and activations (a GPU's usual load dtype)
     budget_gib: float = 12.0  # the GPU size the table is read against
     rows: tuple[str, ...] = field(default=("plain_finetune", "dynamic_mask", "dynamic_mask_later_concept",
-                                           "dynamic_mask_chunked"))
+                                           "dynamic_mask_chunked", "dynamic_mask_chunked_checkpointed"))
 
 
 def student_rows(config: UnetUnlearnConfig, batch_size: int, retain_prompts: bool = True,
@@ -116,17 +117,46 @@ def _module_types(unet) -> dict[str, str]:
 
 
 def _saved_activations(unet, shape: dict, resolution: int, rows: int, weights: dict, frozen: list,
-                       dtype: torch.dtype) -> tuple[int, int]:
+                       dtype: torch.dtype, checkpointing: bool = False) -> tuple[int, int]:
     """(bytes of the distinct tensors autograd saves in one forward, bytes of the largest), frozen
-    weights excluded (they are counted once, as weights)."""
+    weights excluded (they are counted once, as weights).
+
+    With `checkpointing`, as `unlearn_core.checkpointing` runs the step: each checkpointed block
+    keeps only its tensor inputs, and the backward pass recomputes one block at a time, so the
+    activations are what is saved outside the blocks + every block's inputs + the largest block's
+    own saved tensors."""
     frozen_storages = {t.untyped_storage()._cdata for t in frozen}
-    saved: dict[int, int] = {}
+    saved: dict[int, int] = {}  # storage -> bytes, outside any checkpointed block
+    inside: list[dict[int, int]] = []  # per checkpointed block call: its own saved tensors
+    inputs: dict[int, int] = {}  # the blocks' tensor inputs
+    active: list[int] = []
 
     def pack(t):
         storage = t.untyped_storage()
         if storage._cdata not in frozen_storages:
-            saved[storage._cdata] = max(saved.get(storage._cdata, 0), storage.nbytes())
+            where = inside[active[-1]] if checkpointing and active else saved
+            where[storage._cdata] = max(where.get(storage._cdata, 0), storage.nbytes())
         return t
+
+    def enter(module, args, kwargs):
+        if not active:
+            inside.append({})
+            active.append(len(inside) - 1)
+            for a in list(args) + list(kwargs.values()):
+                if isinstance(a, torch.Tensor):
+                    inputs[a.untyped_storage()._cdata] = a.untyped_storage().nbytes()
+        else:
+            active.append(active[-1])
+
+    def leave(module, args, kwargs, output):
+        active.pop()
+
+    hooks = []
+    if checkpointing:
+        for module in unet.modules():
+            if type(module).__name__ in CHECKPOINTED_BLOCKS:
+                hooks.append(module.register_forward_pre_hook(enter, with_kwargs=True))
+                hooks.append(module.register_forward_hook(leave, with_kwargs=True))
 
     side = resolution // 8
     meta = {"device": "meta", "dtype": dtype}
@@ -145,7 +175,14 @@ def _saved_activations(unet, shape: dict, resolution: int, rows: int, weights: d
             functional_call(unet, weights, (x, t), kwargs, strict=False)
     finally:
         F.scaled_dot_product_attention = original
-    return sum(saved.values()), max(saved.values(), default=0)
+        for hook in hooks:
+            hook.remove()
+    if not checkpointing:
+        return sum(saved.values()), max(saved.values(), default=0)
+    kept = {**saved, **inputs}
+    block_peak = max((sum(b.values()) for b in inside), default=0)
+    largest = max([*kept.values(), *(v for b in inside for v in b.values())], default=0)
+    return sum(kept.values()) + block_peak, largest
 
 
 def account_row(model: str, row: str, cfg: MemoryAccountingConfig) -> dict:
@@ -158,6 +195,8 @@ def account_row(model: str, row: str, cfg: MemoryAccountingConfig) -> dict:
         "dynamic_mask_later_concept": ("dynamic_mask", {}, 1),
         # a later concept (the most rows) in passes of one batch each
         "dynamic_mask_chunked": ("dynamic_mask", {"student_chunk_rows": cfg.batch_size}, 1),
+        "dynamic_mask_chunked_checkpointed": ("dynamic_mask", {"student_chunk_rows": cfg.batch_size,
+                                                               "gradient_checkpointing": True}, 1),
     }[row]
     tc = row_config(method, overrides, batch_size=cfg.batch_size)
     params = dict(unet.named_parameters())
@@ -180,7 +219,8 @@ def account_row(model: str, row: str, cfg: MemoryAccountingConfig) -> dict:
     student_bytes = sum(w.numel() * w.element_size() for w in student.values())
     rows = student_rows(tc, cfg.batch_size, retain_prompts=True, concepts_erased_before=erased_before)
     activations, largest = _saved_activations(unet, shape, resolution, rows_per_pass(tc, rows), student,
-                                              list(params.values()) + list(student.values()), dtype)
+                                              list(params.values()) + list(student.values()), dtype,
+                                              checkpointing=tc.gradient_checkpointing)
     total = weight_bytes + sum(state_bytes.values()) + student_bytes + activations + 2 * largest
     return {"model": model, "row": row, "trainer_method": method, "overrides": overrides, "resolution": resolution,
             "student_rows": rows, "rows_per_pass": rows_per_pass(tc, rows), "unet_parameters": sum(p.numel() for p in params.values()),
