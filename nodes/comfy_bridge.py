@@ -12,7 +12,9 @@ Facts about ComfyUI this relies on (docs/architecture.md, "ComfyUI facts the bri
   weight's memory (`shared_view`: no copy, the model's own dtype; after loading the MODEL with
   its patches baked in) and runs the UNet with `torch.func.functional_call`, so the gradient path
   never touches an inference tensor, the shared module is never modified and only the trained
-  matrices' fp32 deltas and optimizer state are added to the model's own memory.
+  matrices' fp32 deltas and optimizer state are added to the model's own memory. fp16 models are
+  the exception: they train in fp32 over a converted copy (fp16 gradients underflow without loss
+  scaling); bf16 and fp32 models are shared.
   Everything ComfyUI does that writes to weights (loading, patching) runs back inside
   inference mode; its outputs are cloned outside it.
 - ComfyUI's schedule is variance-exploding (x = x0 + sigma * eps); the trainers work in the DDPM
@@ -71,7 +73,8 @@ def shared_view(t: torch.Tensor, device: torch.device, dtype: torch.dtype,
     `t` is shared when it is on `device` and in `dtype` or one of `keep_dtypes` (the types the
     module casts from by itself); otherwise (fp8 weights, a text encoder held in fp16) a copy
     converted to `dtype` is made. Call outside inference mode."""
-    if t.device != device or (t.dtype != dtype and t.dtype not in keep_dtypes):
+    plain = type(t) in (torch.Tensor, torch.nn.Parameter)  # not a quantized / GGUF tensor subclass
+    if not plain or t.device != device or (t.dtype != dtype and t.dtype not in keep_dtypes):
         return detached_copy(t, device, dtype)
     view = torch.empty(0, dtype=t.dtype, device=t.device)
     return view.set_(t.untyped_storage(), t.storage_offset(), t.size(), t.stride())
@@ -134,8 +137,11 @@ class ComfyDenoiserAdapter:
         self.model_sampling = self.patcher.get_model_object("model_sampling")
         self.prediction_type = prediction_type_of(self.model_sampling)
         self.device = torch.device(self.patcher.load_device)
-        # the dtype the UNet computes in: its weights' own, unless ComfyUI casts them layer by layer
+        # the dtype the UNet computes in: its weights' own, unless ComfyUI casts them layer by layer;
+        # fp32 instead of fp16, whose gradients underflow without loss scaling (bf16 has fp32's range)
         self.dtype = base_model.manual_cast_dtype or base_model.get_dtype()
+        if self.dtype == torch.float16:
+            self.dtype = torch.float32
         sigmas = self.model_sampling.sigmas.detach().to(torch.float64).cpu()
         self.num_train_timesteps = int(len(sigmas))
         self.alphas_cumprod = detached_copy((1.0 / (1.0 + sigmas ** 2)).float(), self.device)

@@ -92,13 +92,14 @@ class DynamicMaskUnlearn(io.ComfyNode):
                                tooltip=w.tooltip("mask_turnover")),
                 io.Int.Input("adversarial_interval", min=0, max=100000, default=w.default("adversarial_interval"),
                              tooltip=w.tooltip("adversarial_interval")),
+                io.Int.Input("seed", min=0, max=2**31 - 1, default=w.default("seed"), tooltip=w.tooltip("seed")),
+                # added after seed: saved workflows restore widget values by position
                 io.Int.Input("distillation_bank", min=0, max=100000, default=w.default("distillation_bank"),
                              tooltip=w.tooltip("distillation_bank")),
                 io.Int.Input("student_chunk_rows", min=0, max=1024, default=w.default("student_chunk_rows"),
                              tooltip=w.tooltip("student_chunk_rows")),
                 io.Boolean.Input("gradient_checkpointing", default=w.default("gradient_checkpointing"),
                                  tooltip=w.tooltip("gradient_checkpointing")),
-                io.Int.Input("seed", min=0, max=2**31 - 1, default=w.default("seed"), tooltip=w.tooltip("seed")),
                 UnlearnLossType.Input("loss", optional=True,
                                       tooltip="Loss weights (Concept-Aware Loss node); paper defaults if not "
                                               "connected."),
@@ -117,8 +118,8 @@ class DynamicMaskUnlearn(io.ComfyNode):
     @classmethod
     def execute(cls, model, clip, concept_set, target, mode, steps_per_concept, learning_rate, batch_size,
                 images_per_concept, retain_images_per_prompt, sampling_steps, sampling_cfg, resolution, mask,
-                mask_density, mask_warmup_steps, mask_update_interval, mask_turnover, adversarial_interval,
-                distillation_bank, student_chunk_rows, gradient_checkpointing, seed, loss=None,
+                mask_density, mask_warmup_steps, mask_update_interval, mask_turnover, adversarial_interval, seed,
+                distillation_bank, student_chunk_rows, gradient_checkpointing, loss=None,
                 vae=None) -> io.NodeOutput:
         # the widget values by input name (locals() holds exactly the arguments here)
         config = UNET_WIDGETS.build(locals(), loss=dataclasses.replace(loss) if loss is not None

@@ -630,7 +630,7 @@ def build_parser() -> argparse.ArgumentParser:
     bm.add_argument("--models", nargs="+", default=None, choices=["sd15", "sdxl"],
                     help="which model shapes to account for (default: both)")
     bm.add_argument("--batch-size", type=int, default=1, help="training images per step (default: %(default)s)")
-    bm.add_argument("--weight-dtype", default="float16", choices=["float16", "bfloat16", "float32"],
+    bm.add_argument("--weight-dtype", default="bfloat16", choices=["float16", "bfloat16", "float32"],
                     help="dtype of the frozen weights and the activations (default: %(default)s)")
     bm.add_argument("--budget-gib", type=float, default=12.0,
                     help="GPU memory the table marks each row against (default: %(default)s)")

@@ -317,8 +317,14 @@ def student_gradients(adapter: DenoiserAdapter, terms: list[StudentTerm], weight
         rows = slice(start, start + size)
         pred = adapter.predict_noise(x[rows], t[rows], cond[rows], weights)
         per_row = (pred - reference[rows].to(pred.dtype)).pow(2).flatten(1).sum(1) * scale[rows]
+        # the student weights' graph (base + delta) is walked once per pass: its add and cast save no
+        # tensors, so the walk can repeat
         g = torch.autograd.grad(per_row.sum(), params)
-        grads = g if grads is None else tuple(a + b for a, b in zip(grads, g))
+        if grads is None:
+            grads = g
+        else:
+            for total, part in zip(grads, g):
+                total.add_(part)  # in place: one extra set of gradients at a time, not two
         values.index_add_(0, owner[rows], per_row.detach().to(values.dtype))
     return grads, {term.name: values[i] for i, term in enumerate(terms)}
 

@@ -12,10 +12,12 @@ The peak of a step is then
     frozen weights + training state + student weights + saved activations + backward transient
 where
 - frozen weights: every UNet parameter in the weight dtype (ComfyUI's bridge and the diffusers
-  adapter read the loaded weights in place);
+  adapter read the loaded weights in place; the bridge trains an fp16 model over an fp32 copy, so
+  the default is bf16, which has the same size);
 - training state: the trainer's own objects for the trained matrices, built on `meta` and counted:
-  the fp32 deltas, their fp32 gradients, the masked Adam moments, and the mask (with the dynamic
-  mask's fp32 gradient scores);
+  the fp32 deltas, their fp32 gradients (twice when the rows run in several passes: the running
+  sum and the pass's), the masked Adam moments, the mask (with the dynamic mask's fp32 gradient
+  scores) and, from the second concept on, the teacher's weights;
 - student weights: base + delta of the trained matrices in the weight dtype (alive for the step);
 - backward transient: twice the largest saved activation (an activation's gradient and the
   gradient of its input exist at once while autograd walks back).
@@ -50,7 +52,7 @@ GIB = 2 ** 30
 class MemoryAccountingConfig:
     models: tuple[str, ...] = ("sd15", "sdxl")
     batch_size: int = 1  # training images per step
-    weight_dtype: str = "float16"  # frozen weights and activations (a GPU's usual load dtype)
+    weight_dtype: str = "bfloat16"  # frozen weights and activations (ComfyUI trains fp16 models in fp32)
     budget_gib: float = 12.0  # the GPU size the table is read against
     rows: tuple[str, ...] = field(default=("plain_finetune", "dynamic_mask", "dynamic_mask_later_concept",
                                            "dynamic_mask_chunked", "dynamic_mask_chunked_checkpointed"))
@@ -103,7 +105,8 @@ def _unet_on_meta(model: str, dtype: torch.dtype):
     shape, resolution = MODELS[model]
     with torch.device("meta"):
         unet = UNet2DConditionModel(**{**shape, "sample_size": resolution // 8})
-    return unet.to(dtype), shape, resolution
+    # frozen, as the adapters hold it: autograd saves no input for a frozen weight's own gradient
+    return unet.to(dtype).requires_grad_(False), shape, resolution
 
 
 def _module_types(unet) -> dict[str, str]:
@@ -212,12 +215,14 @@ def account_row(model: str, row: str, cfg: MemoryAccountingConfig) -> dict:
         "adam_moments": list(optim.m.values()) + list(optim.v.values()),
         "mask": list(mask.masks.values()) + list(getattr(mask, "scores", {}).values()),
     }
-    if erased_before:  # the teacher: a snapshot of the earlier concepts' deltas, added to the base
-        state["teacher"] = list(deltas.values()) + [params[n] for n in names]
+    if erased_before:  # the teacher: base + the earlier concepts' deltas, in the weight dtype
+        state["teacher"] = [params[n] for n in names]
+    rows = student_rows(tc, cfg.batch_size, retain_prompts=True, concepts_erased_before=erased_before)
+    if rows_per_pass(tc, rows) < rows:  # a pass's gradients while they are added to the running sum
+        state["pass_gradients"] = deltas.values()
     state_bytes = {k: sum(t.numel() * t.element_size() for t in v) for k, v in state.items()}
     student = {n: params[n] + deltas[n].to(dtype) for n in names}
     student_bytes = sum(w.numel() * w.element_size() for w in student.values())
-    rows = student_rows(tc, cfg.batch_size, retain_prompts=True, concepts_erased_before=erased_before)
     activations, largest = _saved_activations(unet, shape, resolution, rows_per_pass(tc, rows), student,
                                               list(params.values()) + list(student.values()), dtype,
                                               checkpointing=tc.gradient_checkpointing)
