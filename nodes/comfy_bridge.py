@@ -46,6 +46,7 @@ import comfy.model_management
 import comfy.model_sampling
 
 from ..unlearn_core.conditioning import AdmPacking
+from ..unlearn_core.layer_selection import weight_kinds
 from ..unlearn_core.protocol import PLACEHOLDER, eps_from_prediction
 
 
@@ -251,13 +252,7 @@ class ComfyDenoiserAdapter:
         return self.params
 
     def module_types(self) -> dict[str, str]:
-        types = {}
-        for name, module in self.unet.named_modules():
-            if isinstance(module, torch.nn.Linear):
-                types[f"{name}.weight"] = "linear"
-            elif isinstance(module, torch.nn.Conv2d):
-                types[f"{name}.weight"] = "conv"
-        return types
+        return weight_kinds(self.unet)
 
     # ---- sampling and images -------------------------------------------------------------------
     def ddim_timesteps(self, steps: int) -> list[int]:

@@ -158,8 +158,8 @@ class UnetUnlearnConfig:
 
     gradient_checkpointing: bool = field(default=False, metadata={"help": (
         "Recompute each transformer and residual block's activations in the backward pass instead of "
-        "keeping them: the same gradient with much less activation memory, for about a third more "
-        "time per step (large models on small GPUs).")})
+        "keeping them: the same gradient with much less activation memory, at the cost of running each "
+        "block's forward pass twice per step (large models on small GPUs).")})
 
     @classmethod
     def toy(cls) -> "UnetUnlearnConfig":

@@ -15,6 +15,20 @@ _CROSS_ATTENTION = re.compile(r"attn2\.(to_q|to_k|to_v|to_out\.0)\.weight$")
 _ATTENTION = re.compile(r"attn[12]\.(to_q|to_k|to_v|to_out\.0)\.weight$")
 
 
+def weight_kinds(module: "torch.nn.Module") -> dict[str, str]:
+    """'<module name>.weight' -> 'linear' or 'conv' for every Linear and Conv2d in `module` (ComfyUI's
+    operations subclass them): what an adapter's `module_types()` returns for its denoiser."""
+    import torch
+
+    kinds = {}
+    for name, sub in module.named_modules():
+        if isinstance(sub, torch.nn.Linear):
+            kinds[f"{name}.weight"] = "linear"
+        elif isinstance(sub, torch.nn.Conv2d):
+            kinds[f"{name}.weight"] = "conv"
+    return kinds
+
+
 def select_weights(module_types: dict[str, str], target: str) -> list[str]:
     """Names of the weights selected by `target`: one of TARGETS, or 'regex:<pattern>'
     (re.search over the weight names of linear and conv layers)."""

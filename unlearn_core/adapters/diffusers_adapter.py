@@ -18,6 +18,7 @@ import torch
 from torch.func import functional_call
 
 from ..conditioning import AdmPacking
+from ..layer_selection import weight_kinds
 from ..protocol import eps_from_prediction
 
 
@@ -145,12 +146,7 @@ class DiffusersAdapter:
         return {n: p for n, p in self.unet.named_parameters()}
 
     def module_types(self) -> dict[str, str]:
-        types = {}
-        for name, module in self.unet.named_modules():
-            kind = "linear" if isinstance(module, torch.nn.Linear) else "conv" if isinstance(module, torch.nn.Conv2d) else None
-            if kind:
-                types[f"{name}.weight"] = kind
-        return types
+        return weight_kinds(self.unet)
 
     # ---- sampling and images -------------------------------------------------------------------
     @torch.no_grad()
