@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from ...checkpointing import CHECKPOINTED_BLOCKS
-from ...layer_selection import select_weights
+from ...layer_selection import select_weights, weight_kinds
 from ...masks import MaskedAdam, build_mask
 from ...unet_unlearning import UnetUnlearnConfig
 from .real_size import SD15_UNET, SDXL, row_config
@@ -109,16 +109,6 @@ def _unet_on_meta(model: str, dtype: torch.dtype):
     return unet.to(dtype).requires_grad_(False), shape, resolution
 
 
-def _module_types(unet) -> dict[str, str]:
-    types = {}
-    for name, module in unet.named_modules():
-        if isinstance(module, torch.nn.Linear):
-            types[f"{name}.weight"] = "linear"
-        elif isinstance(module, torch.nn.Conv2d):
-            types[f"{name}.weight"] = "conv"
-    return types
-
-
 def _saved_activations(unet, shape: dict, resolution: int, rows: int, weights: dict, frozen: list,
                        dtype: torch.dtype, checkpointing: bool = False) -> tuple[int, int]:
     """(bytes of the distinct tensors autograd saves in one forward, bytes of the largest), frozen
@@ -133,8 +123,12 @@ def _saved_activations(unet, shape: dict, resolution: int, rows: int, weights: d
     inside: list[dict[int, int]] = []  # per checkpointed block call: its own saved tensors
     inputs: dict[int, int] = {}  # the blocks' tensor inputs
     active: list[int] = []
+    # every tensor counted stays referenced until the end, so that no later tensor's storage can take
+    # a freed one's address and be merged with it
+    held: list[torch.Tensor] = []
 
     def pack(t):
+        held.append(t)
         storage = t.untyped_storage()
         if storage._cdata not in frozen_storages:
             where = inside[active[-1]] if checkpointing and active else saved
@@ -147,6 +141,7 @@ def _saved_activations(unet, shape: dict, resolution: int, rows: int, weights: d
             active.append(len(inside) - 1)
             for a in list(args) + list(kwargs.values()):
                 if isinstance(a, torch.Tensor):
+                    held.append(a)
                     inputs[a.untyped_storage()._cdata] = a.untyped_storage().nbytes()
         else:
             active.append(active[-1])
@@ -203,7 +198,7 @@ def account_row(model: str, row: str, cfg: MemoryAccountingConfig) -> dict:
     }[row]
     tc = row_config(method, overrides, batch_size=cfg.batch_size)
     params = dict(unet.named_parameters())
-    names = select_weights(_module_types(unet), tc.target)
+    names = select_weights(weight_kinds(unet), tc.target)
     weight_bytes = sum(p.numel() * p.element_size() for p in params.values())
 
     with torch.device("meta"):
@@ -218,17 +213,18 @@ def account_row(model: str, row: str, cfg: MemoryAccountingConfig) -> dict:
     if erased_before:  # the teacher: base + the earlier concepts' deltas, in the weight dtype
         state["teacher"] = [params[n] for n in names]
     rows = student_rows(tc, cfg.batch_size, retain_prompts=True, concepts_erased_before=erased_before)
-    if rows_per_pass(tc, rows) < rows:  # a pass's gradients while they are added to the running sum
+    per_pass = rows_per_pass(tc, rows)
+    if per_pass < rows:  # a pass's gradients while they are added to the running sum
         state["pass_gradients"] = deltas.values()
     state_bytes = {k: sum(t.numel() * t.element_size() for t in v) for k, v in state.items()}
     student = {n: params[n] + deltas[n].to(dtype) for n in names}
     student_bytes = sum(w.numel() * w.element_size() for w in student.values())
-    activations, largest = _saved_activations(unet, shape, resolution, rows_per_pass(tc, rows), student,
+    activations, largest = _saved_activations(unet, shape, resolution, per_pass, student,
                                               list(params.values()) + list(student.values()), dtype,
                                               checkpointing=tc.gradient_checkpointing)
     total = weight_bytes + sum(state_bytes.values()) + student_bytes + activations + 2 * largest
     return {"model": model, "row": row, "trainer_method": method, "overrides": overrides, "resolution": resolution,
-            "student_rows": rows, "rows_per_pass": rows_per_pass(tc, rows), "unet_parameters": sum(p.numel() for p in params.values()),
+            "student_rows": rows, "rows_per_pass": per_pass, "unet_parameters": sum(p.numel() for p in params.values()),
             "trained_parameters": sum(deltas[n].numel() for n in names), "target": tc.target,
             "weights_gib": weight_bytes / GIB, "training_state_gib": {k: v / GIB for k, v in state_bytes.items()},
             "student_weights_gib": student_bytes / GIB, "activations_gib": activations / GIB,
