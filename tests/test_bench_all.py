@@ -130,7 +130,10 @@ def test_budgets():
 def _scored(concepts, rng, erased=(), fid=None, n=4):
     out = {"concepts": {}}
     for c in concepts:
-        entry = {"hits": [int(x) for x in rng.integers(0, 2, n)], "predicted": {c: n}}
+        entry = {"hits": [int(x) for x in rng.integers(0, 2, n)], "predicted": {c: n},
+                 "objects": [str(x) for x in rng.choice(["star", "ring", "bolt"], n)],
+                 "colours": [str(x) for x in rng.choice(["red", "blue"], n)],
+                 "styles": [str(x) for x in rng.choice(["solid", "striped"], n)]}
         if c in erased:
             entry["coherent"] = [int(x) for x in rng.integers(0, 2, n)]
         out["concepts"][c] = entry
@@ -169,7 +172,8 @@ def _synthetic_results(tmp_path, budget_name="full"):
     names = ("star", "circle", "bolt")
 
     def te_cell(extra=True):
-        d = {m: _scored(names, rng)["concepts"] for m in ("words", "paraphrase", "learned_token")}
+        d = {m: _scored(names, rng, erased=names if m == "words" else ())["concepts"]
+             for m in ("words", "paraphrase", "learned_token")}
         d["retained"] = _scored(te.RETAINED, rng)["concepts"]
         d["toy_fid"] = 9.0
         if extra:
@@ -214,10 +218,19 @@ def test_rows_carry_intervals_and_paired_deltas(tmp_path):
         assert v["seeds"] == 3 and v["interval"].startswith("bootstrap") and v["lo"] <= v["mean"] <= v["hi"]
         assert b["interval"] == "clopper-pearson" and d["mean"] == pytest.approx(v["mean"] - b["mean"])
     assert row["superclass_coherence"]["seeds"] == 3
+    kept = row["attribute_preservation"]
+    assert kept["attributes"] == ["object", "colour", "style"] and kept["value"]["seeds"] == 3
+    assert kept["value"]["mean"] <= min(v["mean"] for v in kept["per_attribute"].values())
+    assert results["text_encoder"]["rows"][0]["attribute_preservation"]["value"]["seeds"] == 3
+    assert results["text_encoder"]["rows"][0]["superclass_coherence"] is not None
     style = next(r for r in results["unet"]["rows"] if r["scenario"] == "style")
     assert style["superclass_coherence"] is None and style["toy_fid"]["per_seed"] == [11.0, 12.0, 13.0]
+    assert style["attribute_preservation"]["attributes"] == ["object", "colour"]  # the style was erased
     rob_base = [r for r in results["robustness"]["rows"] if r["method"] == "base"]
     assert rob_base and all(r["attack_success_rate"]["delta_vs_base"]["mean"] == 0.0 for r in rob_base)
+    assert all(r["attribute_preservation"] is None for r in rob_base)
+    assert all(r["attribute_preservation"]["value"]["images"] > 0 for r in results["robustness"]["rows"]
+               if r["method"] != "base")
     assert all("why_not_shared" in r["sampling"]["attack"] and r["sampling"]["retained"] == "shared"
                for r in results["robustness"]["rows"])
 
@@ -313,6 +326,13 @@ def test_bench_all_killed_after_its_first_cell_resumes_to_the_numbers_of_an_unin
     assert sorted(p.name for p in out_a.glob("*.json")) == names
     for name in names:
         assert _numbers(out_a / name) == _numbers(out_b / name), name
+    # the real cells store each image's labels, so every trained row reports attribute preservation
+    unet_rows = json.loads((out_b / "unet.json").read_text())["rows"]
+    rob_rows = json.loads((out_b / "robustness.json").read_text())["rows"]
+    for row in unet_rows + [r for r in rob_rows if r["method"] != "base"]:
+        kept = row["attribute_preservation"]
+        assert kept is not None and 0.0 <= kept["value"]["mean"] <= 1.0, row["method"]
+        assert kept["value"]["images"] == row["retained_accuracy"]["value"]["images"]
         data = json.loads((out_a / name).read_text())
         assert data["model_hash"] == provenance.toy_model_hash() and data["budget"] == "tiny"
         assert data["command"].startswith("concept-unlearn ") and "bench all --budget tiny" in data["command"]

@@ -40,7 +40,7 @@ from ..evaluation import concept_hits, draw_images, frechet_distance, reference_
 from ..toyworld import captions
 from ..toyworld.concepts import OBJECT_BY_NAME, OBJECT_NAMES, STYLES, concept_kind
 from . import robustness as rob
-from . import stats
+from . import preservation, stats
 from . import text_encoder as te
 from . import unet
 from .provenance import CellCache, classifier_hash, code_version, toy_model_hash
@@ -175,9 +175,10 @@ class Scorer:
 
     def score(self, pipe, sets: list[tuple[str, list[str], int]], erased: tuple[str, ...] = (),
               fid_concepts: tuple[str, ...] = ()) -> dict:
-        """{concept: {"hits", "objects", "coherent" (erased objects), "predicted"}, "toy_fid"}: `sets`
-        are (concept, prompts, images per prompt); hits[j] is 1 if image j shows the concept, objects[j]
-        is the object the classifier sees in it."""
+        """{"concepts": {concept: {"hits", "objects", "colours", "styles", "coherent" (erased objects),
+        "predicted"}}, "toy_fid"}: `sets` are (concept, prompts, images per prompt); hits[j] is 1 if
+        image j shows the concept, objects/colours/styles[j] are the labels the classifier gives it
+        (compared image by image with the base model's by `preservation`)."""
         from ..toyworld.classifier import predict
 
         jobs = [(p, s) for _, prompts, n in sets for p in prompts for s in self.seeds(p, n)]
@@ -192,6 +193,7 @@ class Scorer:
                                       style=pred.style[sl], object_confidence=pred.object_confidence[sl],
                                       features=pred.features[sl])
             entry = {"hits": [int(h) for h in concept_hits(sub, concept)], "objects": list(objects),
+                     "colours": list(sub.colour), "styles": list(sub.style),
                      "predicted": {o: objects.count(o) for o in sorted(set(objects))}}
             if concept in erased and concept_kind(concept) == "object":
                 sup = OBJECT_BY_NAME[concept].superclass
@@ -453,7 +455,7 @@ class Runner:
         b, cfg = self.budget, self.budget.text_encoder
         n = b.sampling.images_per_prompt
         scorer = self.scorer("text_encoder")
-        words = scorer.score(pipe, [word_set(c, n) for c in names])["concepts"]
+        words = scorer.score(pipe, [word_set(c, n) for c in names], erased=names)["concepts"]
         para = scorer.score(pipe, [(c, paraphrase_prompts(c), b.paraphrase_images_per_prompt) for c in names])["concepts"]
         token = {}
         for c in names:
@@ -657,6 +659,8 @@ def assemble_unet(base: dict, cells: dict, overhead: dict | None, budget: Budget
                 "retained_accuracy": rate_block([_hits(s["concepts"], unet.RETAINED) for s in scored],
                                                 _hits(bc, unet.RETAINED)),
                 "retained_accuracy_per_object": per_concept([s["concepts"] for s in scored], unet.RETAINED),
+                "attribute_preservation": preservation.preservation_block([s["concepts"] for s in scored], bc,
+                                                                          unet.RETAINED, erased),
                 "superclass_coherence": stats.rate_interval(coherent) if all(coherent) else None,
                 "any_erased_object": (rate_block(any_erased, base_any)
                                       if base_any is not None and all(a is not None for a in any_erased) else None),
@@ -683,6 +687,10 @@ def assemble_text_encoder(base: dict, cells: dict, budget: Budget, pipe_schedule
             row[f"residual_{metric}_per_concept"] = per_concept([c[metric] for c in per_seed], names)
         row["retained_accuracy"] = rate_block([_hits(c["retained"], te.RETAINED) for c in per_seed],
                                               _hits(base["retained"], te.RETAINED))
+        row["attribute_preservation"] = preservation.preservation_block([c["retained"] for c in per_seed],
+                                                                        base["retained"], te.RETAINED, names)
+        coherent = [_coherent(c["words"], names) for c in per_seed]
+        row["superclass_coherence"] = stats.rate_interval(coherent) if all(coherent) else None
         row["toy_fid"] = stats.mean_interval([c["toy_fid"] for c in per_seed])
         row["base_toy_fid"] = base["toy_fid"]
         row["seconds_per_concept"] = float(np.mean([c["seconds_per_concept"] for c in per_seed]))
@@ -709,6 +717,8 @@ def assemble_robustness(base: dict, cells: dict, budget: Budget, pipe_scheduler:
             per_seed = [b] if method == "base" else cells[(method, scenario)]
             names = list(dict(rob.SCENARIOS)[scenario])
             retained = rate_block([_hits(c["retained"], te.RETAINED) for c in per_seed], _hits(b["retained"], te.RETAINED))
+            kept = (None if method == "base" else
+                    preservation.preservation_block([c["retained"] for c in per_seed], b["retained"], te.RETAINED, names))
             for attack in cfg.attacks:
                 rows.append({
                     "method": method, "scenario": scenario, "erased": names, "attack": attack,
@@ -717,6 +727,7 @@ def assemble_robustness(base: dict, cells: dict, budget: Budget, pipe_scheduler:
                                                       _hits(b["attacks"][attack], names)),
                     "per_concept": per_concept([s["attacks"][attack] for s in per_seed], names),
                     "retained_accuracy": retained,
+                    "attribute_preservation": kept,
                     "train_seconds": float(np.mean([c.get("train_seconds", 0.0) for c in per_seed])),
                     "sampling": {"retained": "shared", "attack": attack_sampling(cfg.attack, pipe_scheduler)},
                 })

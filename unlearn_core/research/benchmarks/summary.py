@@ -81,20 +81,37 @@ def _any_erased(row: dict) -> str:
     return "–" if block is None else fmt_interval(block["value"])
 
 
+def _kept(row: dict) -> str:
+    """Attribute preservation (None for cells scored before per-image attributes were stored)."""
+    block = row.get("attribute_preservation")
+    return "–" if block is None else fmt_interval(block["value"])
+
+
+def _colour_shift(row: dict) -> str:
+    block = row.get("attribute_preservation")
+    return "–" if block is None else f"{block['distribution_shift_tv']['colour']['mean']:.3f}"
+
+
 def _unet(r: dict) -> list[str]:
     lines = ["| method | scenario | residual (erased) | Δ residual | any erased object | retained | Δ retained "
-             "| superclass coherence | toy FID (base) | s / concept |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "| attributes kept | colour shift (TV) | superclass coherence | toy FID (base) | s / concept |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in r["rows"]:
         lines.append(f"| {row['method']} | {row['scenario']} | {fmt_interval(row['residual_accuracy']['value'])} "
                      f"| {fmt_difference(row['residual_accuracy']['delta_vs_base'])} "
                      f"| {_any_erased(row)} "
                      f"| {fmt_interval(row['retained_accuracy']['value'])} "
                      f"| {fmt_difference(row['retained_accuracy']['delta_vs_base'])} "
+                     f"| {_kept(row)} | {_colour_shift(row)} "
                      f"| {fmt_interval(row['superclass_coherence'])} | {_fid(row)} | {row['seconds_per_concept']:.1f} |")
     if r["rows"]:
         first = r["rows"][0]
         lines += ["", f"Base model: retained accuracy {fmt_interval(first['retained_accuracy']['base'])}, "
                       f"toy FID {first['base_toy_fid']:.1f}."]
+    lines += ["", "Attributes kept: the share of the retained objects' images (plain prompts, same seed as the base "
+                  "model's) whose object, colour and style (each attribute the row did not erase) all match the base "
+                  "model's image. Colour shift: total variation between the base and the unlearned model's colour "
+                  "histograms over those images (mean over seeds; 0 is none)."]
     if "mask_overhead" in r:
         m = r["mask_overhead"]
         lines += ["", f"Mask overhead (time per step, dynamic mask ÷ no mask): {m['mask_overhead_ratio']:.3f}; "
@@ -104,21 +121,23 @@ def _unet(r: dict) -> list[str]:
 
 def _text_encoder(r: dict) -> list[str]:
     lines = ["| method | scenario | residual: words | residual: paraphrases | residual: learned token | retained "
-             "| Δ retained | toy FID (base) | s / concept |", "|---|---|---|---|---|---|---|---|---|"]
+             "| Δ retained | attributes kept | superclass coherence | toy FID (base) | s / concept |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in r["rows"]:
         lines.append(f"| {row['method']} | {row['scenario']} | {fmt_interval(row['residual_words']['value'])} "
                      f"| {fmt_interval(row['residual_paraphrase']['value'])} "
                      f"| {fmt_interval(row['residual_learned_token']['value'])} "
                      f"| {fmt_interval(row['retained_accuracy']['value'])} "
-                     f"| {fmt_difference(row['retained_accuracy']['delta_vs_base'])} | {_fid(row)} "
+                     f"| {fmt_difference(row['retained_accuracy']['delta_vs_base'])} | {_kept(row)} "
+                     f"| {fmt_interval(row.get('superclass_coherence'))} | {_fid(row)} "
                      f"| {row['seconds_per_concept']:.1f} |")
     return lines
 
 
 def _robustness(r: dict) -> list[str]:
     attacks = list(dict.fromkeys(row["attack"] for row in r["rows"]))
-    lines = ["| method | erased | " + " | ".join(attacks) + " | retained | Δ retained |",
-             "|---|---|" + "---|" * len(attacks) + "---|---|"]
+    lines = ["| method | erased | " + " | ".join(attacks) + " | retained | Δ retained | attributes kept |",
+             "|---|---|" + "---|" * len(attacks) + "---|---|---|"]
     groups: dict[tuple, dict] = {}
     for row in r["rows"]:
         groups.setdefault((row["method"], row["scenario"]), {})[row["attack"]] = row
@@ -127,7 +146,7 @@ def _robustness(r: dict) -> list[str]:
         cells = [fmt_interval(by_attack[a]["attack_success_rate"]["value"]) if a in by_attack else "–" for a in attacks]
         lines.append(f"| {method} | {', '.join(first['erased'])} | " + " | ".join(cells)
                      + f" | {fmt_interval(first['retained_accuracy']['value'])} "
-                       f"| {fmt_difference(first['retained_accuracy']['delta_vs_base'])} |")
+                       f"| {fmt_difference(first['retained_accuracy']['delta_vs_base'])} | {_kept(first)} |")
     return lines
 
 
@@ -185,13 +204,13 @@ def render_readme_block(results_dir: str | Path) -> str:
              f"| {fmt_interval(base['object_accuracy_mean'])} |",
              f"| styles ({base['styled_prompts']} styled prompts × {s['images_per_prompt']} images) "
              f"| {fmt_interval(base['style_accuracy_mean'])} |", "",
-             "| UNet method, 10 objects erased one after another | residual (lower is better) | Δ retained |",
-             "|---|---|---|"]
+             "| UNet method, 10 objects erased one after another | residual (lower is better) | Δ retained "
+             "| attributes kept |", "|---|---|---|---|"]
     for m in dict.fromkeys(r["method"] for r in un["rows"]):
         row = _row(un["rows"], method=m, scenario="seq10")
         if row:
             lines.append(f"| {m} | {fmt_interval(row['residual_accuracy']['value'])} "
-                         f"| {fmt_difference(row['retained_accuracy']['delta_vs_base'])} |")
+                         f"| {fmt_difference(row['retained_accuracy']['delta_vs_base'])} | {_kept(row)} |")
     lines += ["", "| text-encoder method, three objects | words | paraphrases | learned token | Δ retained |",
               "|---|---|---|---|---|"]
     for m in dict.fromkeys(r["method"] for r in tenc["rows"]):
