@@ -66,3 +66,21 @@ def test_unet_rows_report_preservation_over_the_retained_objects():
     assert kept["value"]["mean"] == 0.5 and kept["value"]["seeds"] == 2  # one seed repainted everything
     assert kept["value"]["images"] == 2 * 2 * len(unet.RETAINED)
     assert kept["distribution_shift_tv"]["colour"]["per_seed"] == [0.0, 1.0]
+
+
+@pytest.mark.toy
+def test_a_concept_scored_beside_other_sets_gets_exactly_the_labels_it_gets_alone():
+    """The base model's cells score more sets than a method's; each set is drawn in its own batches,
+    so the base model scored as a 'method' keeps every attribute of every image."""
+    from unlearn_core.research.toyworld.assets import load_toy_classifier, load_toy_pipeline
+    from unlearn_core.sampling import SamplingConfig
+
+    pipe, classifier = load_toy_pipeline(), load_toy_classifier()
+    scorer = suite.Scorer(classifier, SamplingConfig(images_per_prompt=3, num_inference_steps=4, distinct_seeds=True), 0)
+    alone = scorer.score(pipe, [("ring", ["a ring"], 3)])["concepts"]
+    beside = scorer.score(pipe, [("star", ["a star"], 3), ("heart", ["a heart"], 2), ("ring", ["a ring"], 3)],
+                          erased=("star",))["concepts"]
+    assert beside["ring"] == alone["ring"]
+    assert len(alone["ring"]["colours"]) == 3 and set(beside["star"]) >= {"coherent", "superclasses", "styles"}
+    block = preservation.preservation_block([beside], alone, ["ring"], erased=("star",))
+    assert block["value"]["mean"] == 1.0

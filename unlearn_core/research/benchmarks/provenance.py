@@ -22,10 +22,13 @@ from pathlib import Path
 from ...atomic import atomic_file
 
 #: the source files (paths relative to the package) that do not change what a cell computes:
-#: argument parsing, progress display, and the benchmarks that run no cells (the real-size timings
-#: and the memory accounting; a test checks that no cell imports them)
+#: argument parsing, progress display, the benchmarks that run no cells (the real-size timings and
+#: the memory accounting) and what `bench all` does with finished cells (assembling the result
+#: files from them, the statistics, SUMMARY.md): a test checks that no other module imports them
 CODE_HASH_EXCLUDES = ("cli.py", "progress.py", "research/benchmarks/real_size.py",
-                      "research/benchmarks/closed_form.py", "research/benchmarks/memory_accounting.py")
+                      "research/benchmarks/closed_form.py", "research/benchmarks/memory_accounting.py",
+                      "research/benchmarks/suite.py", "research/benchmarks/summary.py",
+                      "research/benchmarks/preservation.py", "research/benchmarks/stats.py")
 
 
 def _sha256_file(path: Path) -> str:

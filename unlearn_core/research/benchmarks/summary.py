@@ -11,9 +11,9 @@ import json
 from pathlib import Path
 
 from ...atomic import atomic_file
+from .cells import BENCHMARKS
 from .stats import fmt_difference, fmt_interval
 
-BENCHMARKS = ("base_model", "unet", "text_encoder", "robustness")
 PRODUCED_BY = "concept-unlearn bench all"
 SUMMARY_FILE = "SUMMARY.md"
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
@@ -136,8 +136,8 @@ def _text_encoder(r: dict) -> list[str]:
 
 def _robustness(r: dict) -> list[str]:
     attacks = list(dict.fromkeys(row["attack"] for row in r["rows"]))
-    lines = ["| method | erased | " + " | ".join(attacks) + " | retained | Δ retained | attributes kept |",
-             "|---|---|" + "---|" * len(attacks) + "---|---|---|"]
+    lines = ["| method | erased | " + " | ".join(attacks) + " | retained | Δ retained | attributes kept "
+             "| superclass coherence (plain words) |", "|---|---|" + "---|" * len(attacks) + "---|---|---|---|"]
     groups: dict[tuple, dict] = {}
     for row in r["rows"]:
         groups.setdefault((row["method"], row["scenario"]), {})[row["attack"]] = row
@@ -146,7 +146,8 @@ def _robustness(r: dict) -> list[str]:
         cells = [fmt_interval(by_attack[a]["attack_success_rate"]["value"]) if a in by_attack else "–" for a in attacks]
         lines.append(f"| {method} | {', '.join(first['erased'])} | " + " | ".join(cells)
                      + f" | {fmt_interval(first['retained_accuracy']['value'])} "
-                       f"| {fmt_difference(first['retained_accuracy']['delta_vs_base'])} | {_kept(first)} |")
+                       f"| {fmt_difference(first['retained_accuracy']['delta_vs_base'])} | {_kept(first)} "
+                       f"| {fmt_interval(by_attack['words'].get('superclass_coherence')) if 'words' in by_attack else '–'} |")
     return lines
 
 
@@ -211,22 +212,23 @@ def render_readme_block(results_dir: str | Path) -> str:
         if row:
             lines.append(f"| {m} | {fmt_interval(row['residual_accuracy']['value'])} "
                          f"| {fmt_difference(row['retained_accuracy']['delta_vs_base'])} | {_kept(row)} |")
-    lines += ["", "| text-encoder method, three objects | words | paraphrases | learned token | Δ retained |",
-              "|---|---|---|---|---|"]
+    lines += ["", "| text-encoder method, three objects | words | paraphrases | learned token | Δ retained "
+              "| attributes kept |", "|---|---|---|---|---|---|"]
     for m in dict.fromkeys(r["method"] for r in tenc["rows"]):
         row = _row(tenc["rows"], method=m, scenario="three")
         if row:
             lines.append(f"| {m} | {fmt_interval(row['residual_words']['value'])} "
                          f"| {fmt_interval(row['residual_paraphrase']['value'])} "
                          f"| {fmt_interval(row['residual_learned_token']['value'])} "
-                         f"| {fmt_difference(row['retained_accuracy']['delta_vs_base'])} |")
-    lines += ["", "| robustness, three objects erased | worst attack | its success rate | Δ retained |", "|---|---|---|---|"]
+                         f"| {fmt_difference(row['retained_accuracy']['delta_vs_base'])} | {_kept(row)} |")
+    lines += ["", "| robustness, three objects erased | worst attack | its success rate | Δ retained | attributes kept |",
+              "|---|---|---|---|---|"]
     for m in dict.fromkeys(r["method"] for r in robu["rows"]):
         rows = [r for r in robu["rows"] if r["method"] == m and r["scenario"] == "objects"]
         if rows:
             worst = max(rows, key=lambda r: (r["attack_success_rate"]["value"]["mean"], r["attack"]))
             lines.append(f"| {m} | {worst['attack']} | {fmt_interval(worst['attack_success_rate']['value'])} "
-                         f"| {fmt_difference(worst['retained_accuracy']['delta_vs_base'])} |")
+                         f"| {fmt_difference(worst['retained_accuracy']['delta_vs_base'])} | {_kept(worst)} |")
     return "\n" + "\n".join(lines) + "\n"
 
 
