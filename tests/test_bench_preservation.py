@@ -81,6 +81,6 @@ def test_a_concept_scored_beside_other_sets_gets_exactly_the_labels_it_gets_alon
     beside = scorer.score(pipe, [("star", ["a star"], 3), ("heart", ["a heart"], 2), ("ring", ["a ring"], 3)],
                           erased=("star",))["concepts"]
     assert beside["ring"] == alone["ring"]
-    assert len(alone["ring"]["colours"]) == 3 and set(beside["star"]) >= {"coherent", "superclasses", "styles"}
+    assert len(alone["ring"]["colours"]) == len(alone["ring"]["object_confidence"]) == 3 and set(beside["star"]) >= {"coherent", "superclasses", "styles"}
     block = preservation.preservation_block([beside], alone, ["ring"], erased=("star",))
     assert block["value"]["mean"] == 1.0

@@ -204,12 +204,14 @@ def attack_seed(benchmark: str, concept: str) -> int:
 def image_labels(pred, concept: str, erased: bool = False) -> dict:
     """What a cell stores of the images of one concept's prompts (`pred`: their classifier
     predictions): hits[j] is 1 if image j shows the concept; objects, superclasses, colours and
-    styles[j] are its labels (compared image by image with the base model's by `preservation`);
+    styles[j] are its labels (compared image by image with the base model's by `preservation`),
+    object_confidence[j] the classifier's probability of its object (low: no recognisable object);
     predicted counts the objects; for an erased object, coherent[j] is 1 if image j shows another
     member of its superclass."""
     objects = list(pred.object)
     entry = {"hits": [int(h) for h in concept_hits(pred, concept)], "objects": objects,
              "superclasses": list(pred.superclass), "colours": list(pred.colour), "styles": list(pred.style),
+             "object_confidence": [round(float(c), 4) for c in pred.object_confidence],
              "predicted": {o: objects.count(o) for o in sorted(set(objects))}}
     if erased and concept_kind(concept) == "object":
         sup = OBJECT_BY_NAME[concept].superclass
