@@ -130,7 +130,7 @@ def test_every_image_has_its_own_seed_and_a_prompt_keeps_its_seeds_in_any_set():
     seeds = [s for p in PROMPTS for s in scorer.seeds(p, 16)]
     assert len(seeds) == len(set(seeds))
     assert scorer.seeds("a star", 16) == scorer.seeds("a star", 16) and scorer.seeds("a star", 4) == scorer.seeds("a star", 16)[:4]
-    with pytest.raises(ValueError, match="not in suite.PROMPTS"):
+    with pytest.raises(ValueError, match="not in cells.PROMPTS"):
         scorer.seeds("a purple elephant", 2)
     # the base model benchmark draws image i of object k from seed k * 16 + i, as `bench base` did
     base = Scorer(None, SamplingConfig(images_per_prompt=16), 0)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from unlearn_core.research.benchmarks import preservation, suite, unet
+from unlearn_core.research.benchmarks import cells, preservation, suite, unet
 
 
 def _entry(objects, colours, styles):
@@ -76,7 +76,7 @@ def test_a_concept_scored_beside_other_sets_gets_exactly_the_labels_it_gets_alon
     from unlearn_core.sampling import SamplingConfig
 
     pipe, classifier = load_toy_pipeline(), load_toy_classifier()
-    scorer = suite.Scorer(classifier, SamplingConfig(images_per_prompt=3, num_inference_steps=4, distinct_seeds=True), 0)
+    scorer = cells.Scorer(classifier, SamplingConfig(images_per_prompt=3, num_inference_steps=4, distinct_seeds=True), 0)
     alone = scorer.score(pipe, [("ring", ["a ring"], 3)])["concepts"]
     beside = scorer.score(pipe, [("star", ["a star"], 3), ("heart", ["a heart"], 2), ("ring", ["a ring"], 3)],
                           erased=("star",))["concepts"]

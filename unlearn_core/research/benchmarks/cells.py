@@ -4,11 +4,13 @@ A **cell** is one unit of work whose result is stored on its own: one (method, s
 seed) trained and scored, or the base model scored on a benchmark's prompts. Each finished cell is
 written to the cell cache (`provenance.CellCache`) under a key made of the model's and
 classifier's hashes, the code version and the cell's settings, so a stopped run resumes where it
-stopped. A cell stores raw outcomes — for every scored image its classifier labels (object,
-superclass, colour, style) and whether it shows the prompted concept — never rates or intervals:
-`suite` assembles the result files from the cells on every run, so the summaries can change
-without recomputing a cell (and `suite`, `summary`, `preservation` and `stats` are left out of the
-code hash; a test checks that this module does not import them).
+stopped. A cell stores, for every scored image, its classifier labels (object, superclass, colour,
+style, object confidence) and whether it shows the prompted concept (plus the toy FID, timings and
+memory), not rates or intervals: `suite` assembles the result files from the cells on every run,
+so the summaries can change without recomputing a cell. `suite`, `summary`, `preservation` and
+`stats` are therefore left out of the code hash; what a cell is computed with and what its key
+records (the loaded model, its hashes, the code version) is settled here (`open_runner`), inside
+the hash, and a test checks that no hashed module imports the left-out ones.
 
 Scoring is the same everywhere: the shared `SamplingConfig` of the budget (the toy model's
 evaluation sampler), and image i of prompt p drawn from seed `eval_seed + index(p) * n + i`,
@@ -27,6 +29,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -160,7 +163,7 @@ class Scorer:
 
     def seeds(self, prompt: str, n: int) -> list[int]:
         if prompt not in PROMPT_INDEX:
-            raise ValueError(f"prompt {prompt!r} is not in suite.PROMPTS: add it there so it gets its own seeds")
+            raise ValueError(f"prompt {prompt!r} is not in cells.PROMPTS: add it there so it gets its own seeds")
         stride = self.sampling.images_per_prompt
         return [self.eval_seed + PROMPT_INDEX[prompt] * stride + i for i in range(n)]
 
@@ -226,7 +229,41 @@ def attack_labels(classifier, images, concept: str) -> dict:
     return image_labels(predict(classifier, images), concept, erased=True)
 
 
+def narrow_budget(budget: Budget, benchmarks: tuple[str, ...] | None = None,
+                  unet_methods: tuple[str, ...] | None = None, unet_scenarios: tuple[str, ...] | None = None,
+                  robustness_methods: tuple[str, ...] | None = None) -> Budget:
+    """`budget` narrowed to some benchmarks, some of the UNet benchmark's methods and scenarios and
+    some of the robustness benchmark's methods (the base model's rows, the reference of every
+    attack, are always measured). Budget checks the names."""
+    if benchmarks:
+        budget = replace(budget, benchmarks=tuple(b.replace("-", "_") for b in benchmarks))
+    if unet_methods:
+        budget = replace(budget, unet=replace(budget.unet, methods=tuple(unet_methods)))
+    if unet_scenarios:
+        budget = replace(budget, unet_scenarios=tuple(unet_scenarios))
+    if robustness_methods:
+        methods = ("base",) + tuple(m for m in robustness_methods if m != "base")
+        budget = replace(budget, robustness=replace(budget.robustness, methods=methods))
+    return budget
+
+
 # ------------------------------------------------------------------------------------------ runner
+
+def open_runner(budget: Budget, cache_dir: str | Path | None = None, model: str | Path | None = None,
+                classifier: str | Path | None = None, log=print) -> "Runner":
+    """The runner of `budget` on a toy model and classifier (default: the installed ones). What the
+    cells are computed with and what their keys record (the model's and classifier's hashes, the
+    code version) are both settled here, in the code the keys hash."""
+    from ..toyworld.assets import load_toy_classifier, load_toy_pipeline
+    from .provenance import classifier_hash, code_version, default_cache_dir, toy_model_hash
+
+    cache = CellCache(cache_dir or default_cache_dir())
+    cache.remove_stale_partials()
+    log(f"bench all: budget {budget.name}, cell cache {cache.root}")
+    provenance = {"model_hash": toy_model_hash(model), "classifier_hash": classifier_hash(classifier),
+                  "code": code_version()}
+    return Runner(budget, load_toy_pipeline(model), load_toy_classifier(classifier), cache, provenance, log)
+
 
 class Runner:
     """Runs the cells of one budget, each from the cache if it is there."""
@@ -490,7 +527,7 @@ class Runner:
         every = list(dict.fromkeys(c for _, ns, _, _ in te.benchmark_scenarios(cfg) for c in ns))
         method_cfg = replace(cfg.method, seed=seed, **overrides)
         baseline_cfg = replace(cfg.baseline, seed=seed)
-        settings = {"names": names, "sibling_anchor": sibling, "shots": cfg.shots, "shots_seed": [seed * 100 + 31 * every.index(c) for c in names],
+        settings = {"names": names, "sibling_anchor": sibling, "shots": cfg.shots, "clip_skip": cfg.method.clip_skip, "shots_seed": [seed * 100 + 31 * every.index(c) for c in names],
                     "method": asdict(method_cfg) if method == "few_shot_lora" else asdict(baseline_cfg),
                     "attack": asdict(self.te_attack()), "paraphrase_images_per_prompt": self.budget.paraphrase_images_per_prompt}
 

@@ -3,7 +3,7 @@
 Retained accuracy counts only the object. A run can keep every retained object's shape and still
 repaint it (a blue ring turned yellow, an outlined star filled in): the user sees damage that
 retained accuracy does not. Image i of a prompt is drawn from the same seed in the base model and
-in the unlearned one (`suite.Scorer`), so the two images can be compared attribute by attribute:
+in the unlearned one (`cells.Scorer`), so the two images can be compared attribute by attribute:
 
 - **attribute preservation**: the fraction of retained images whose object, colour and style —
   each attribute the row did not erase — all match the base model's image of the same seed (and
@@ -23,7 +23,7 @@ from ..toyworld.concepts import concept_kind
 from . import stats
 
 ATTRIBUTES = ("object", "colour", "style")
-#: the per-image label lists a scored concept entry holds, by attribute (`suite.Scorer.score`)
+#: the per-image label lists a scored concept entry holds, by attribute (`cells.Scorer.score`)
 ENTRY_KEYS = {"object": "objects", "colour": "colours", "style": "styles"}
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +29,7 @@ from . import robustness as rob
 from . import text_encoder as te
 from . import unet
 from .cells import (EVAL_SEEDS, PROMPTS, Budget, Runner, Scorer, make_budget,  # noqa: F401  (the suite's API)
-                    rob_seeds, unet_seeds)
-from .provenance import CellCache, classifier_hash, code_version, toy_model_hash
+                    narrow_budget, open_runner, rob_seeds, unet_seeds)
 from .summary import PRODUCED_BY
 
 FORMAT = 1
@@ -197,15 +196,15 @@ def assemble_robustness(base: dict, cells: dict, budget: Budget, pipe_scheduler:
 
 # ------------------------------------------------------------------------------------------ the run
 
-def run_all(budget: Budget, pipe, classifier, cache: CellCache, output_dir: str | Path, command: str,
-            model_hash: str, classifier_hash_: str, log=print) -> dict:
-    """Run (or take from the cache) every cell of `budget`, then write <output_dir>/<benchmark>.json
-    for each benchmark and SUMMARY.md. Returns {"files": [...], "counts": {...}, "cells": [...]}."""
+def run_all(runner: Runner, output_dir: str | Path, command: str, log=print) -> dict:
+    """Run (or take from the cache) every cell of the runner's budget, then write
+    <output_dir>/<benchmark>.json for each benchmark and SUMMARY.md. Returns {"files": [...],
+    "counts": {...}, "cells": [...]}."""
     from .summary import write_summary
 
-    provenance = {"model_hash": model_hash, "classifier_hash": classifier_hash_, "code": code_version()}
-    runner = Runner(budget, pipe, classifier, cache, provenance, log)
-    scheduler = type(pipe.scheduler).__name__
+    budget, provenance = runner.budget, runner.provenance
+    model_hash, classifier_hash_ = provenance["model_hash"], provenance["classifier_hash"]
+    scheduler = type(runner.pipe.scheduler).__name__
     t0 = time.time()
     results: dict[str, dict] = {}
     if "base_model" in budget.benchmarks:
@@ -268,21 +267,6 @@ def bench_all(budget: str | Budget = "full", output_dir: str | Path = "bench/res
     `unet_methods`, `unet_scenarios` and `robustness_methods` narrow the budget to some benchmarks,
     some of the UNet benchmark's methods and scenarios and some of the robustness benchmark's
     methods (the base model's rows, the reference of every attack, are always measured)."""
-    from ..toyworld.assets import load_toy_classifier, load_toy_pipeline
-    from .provenance import default_cache_dir
-
     budget = make_budget(budget) if isinstance(budget, str) else budget
-    if benchmarks:
-        budget = replace(budget, benchmarks=tuple(b.replace("-", "_") for b in benchmarks))
-    if unet_methods:  # Budget checks the names
-        budget = replace(budget, unet=replace(budget.unet, methods=tuple(unet_methods)))
-    if unet_scenarios:
-        budget = replace(budget, unet_scenarios=tuple(unet_scenarios))
-    if robustness_methods:
-        methods = ("base",) + tuple(m for m in robustness_methods if m != "base")
-        budget = replace(budget, robustness=replace(budget.robustness, methods=methods))
-    cache = CellCache(cache_dir or default_cache_dir())
-    cache.remove_stale_partials()
-    log(f"bench all: budget {budget.name}, cell cache {cache.root}")
-    return run_all(budget, load_toy_pipeline(model), load_toy_classifier(classifier), cache, output_dir, command,
-                   toy_model_hash(model), classifier_hash(classifier), log)
+    budget = narrow_budget(budget, benchmarks, unet_methods, unet_scenarios, robustness_methods)
+    return run_all(open_runner(budget, cache_dir, model, classifier, log), output_dir, command, log)
