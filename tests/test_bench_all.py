@@ -249,10 +249,15 @@ def test_rows_carry_intervals_and_paired_deltas(tmp_path):
     assert kept["attributes"] == ["object", "colour", "style"] and kept["value"]["seeds"] == 3
     assert kept["value"]["mean"] <= min(v["mean"] for v in kept["per_attribute"].values())
     assert results["text_encoder"]["rows"][0]["attribute_preservation"]["value"]["seeds"] == 3
-    assert results["text_encoder"]["rows"][0]["superclass_coherence"] is not None
+    te_row = results["text_encoder"]["rows"][0]
+    assert te_row["superclass_coherence"] is not None
+    # star, circle and bolt erased: their retained siblings are the symbols, the round shape and the glyphs
+    assert te_row["sibling_accuracy"]["objects"] == ["semicircle", "cross", "arrow", "zigzag", "hourglass"]
+    assert te_row["sibling_accuracy"]["delta_vs_base"]["pairs"] == 3 * 5 * 4  # seeds × objects × images
     style = next(r for r in results["unet"]["rows"] if r["scenario"] == "style")
     assert style["superclass_coherence"] is None and style["toy_fid"]["per_seed"] == [11.0, 12.0, 13.0]
     assert style["attribute_preservation"]["attributes"] == ["object", "colour"]  # the style was erased
+    assert style["sibling_accuracy"] is None  # a style has no sibling objects
     rob_base = [r for r in results["robustness"]["rows"] if r["method"] == "base"]
     assert rob_base and all(r["attack_success_rate"]["delta_vs_base"]["mean"] == 0.0 for r in rob_base)
     assert all(r["attribute_preservation"] is None for r in rob_base)

@@ -23,7 +23,7 @@ import numpy as np
 
 from ...atomic import atomic_file
 from ..attacks import AttackConfig
-from ..toyworld.concepts import OBJECT_NAMES, concept_kind
+from ..toyworld.concepts import OBJECT_BY_NAME, OBJECT_NAMES, concept_kind
 from . import preservation, stats
 from . import robustness as rob
 from . import text_encoder as te
@@ -82,6 +82,23 @@ def rate_block(per_seed: list[list[int]], base: list[int] | None) -> dict:
     return out
 
 
+def siblings(erased, retained) -> list[str]:
+    """The retained objects that share a superclass with an erased object: the neighbours an edit
+    is most likely to damage."""
+    superclasses = {OBJECT_BY_NAME[c].superclass for c in erased if concept_kind(c) == "object"}
+    return [o for o in retained if OBJECT_BY_NAME[o].superclass in superclasses]
+
+
+def sibling_block(per_seed_entries: list[dict], base_entries: dict, erased, retained) -> dict | None:
+    """Accuracy on the erased objects' retained siblings, with the base model's and the paired
+    difference (None when the row erased no object with a retained sibling)."""
+    objects = siblings(erased, retained)
+    if not objects:
+        return None
+    return {**rate_block([_hits(e, objects) for e in per_seed_entries], _hits(base_entries, objects)),
+            "objects": objects}
+
+
 def assemble_base_model(cells: dict, budget: Budget) -> dict:
     objects, styles = cells["objects"], cells["styles"]
     obj = {o: stats.rate_interval([objects["concepts"][o]["hits"]]) for o in budget.base_objects}
@@ -119,6 +136,7 @@ def assemble_unet(base: dict, cells: dict, overhead: dict | None, budget: Budget
                 "retained_accuracy": rate_block([_hits(s["concepts"], unet.RETAINED) for s in scored],
                                                 _hits(bc, unet.RETAINED)),
                 "retained_accuracy_per_object": per_concept([s["concepts"] for s in scored], unet.RETAINED),
+                "sibling_accuracy": sibling_block([s["concepts"] for s in scored], bc, erased, unet.RETAINED),
                 "attribute_preservation": preservation.preservation_block([s["concepts"] for s in scored], bc,
                                                                           unet.RETAINED, erased),
                 "superclass_coherence": coherence([s["concepts"] for s in scored], erased),
@@ -147,6 +165,8 @@ def assemble_text_encoder(base: dict, cells: dict, budget: Budget, pipe_schedule
             row[f"residual_{metric}_per_concept"] = per_concept([c[metric] for c in per_seed], names)
         row["retained_accuracy"] = rate_block([_hits(c["retained"], te.RETAINED) for c in per_seed],
                                               _hits(base["retained"], te.RETAINED))
+        row["retained_accuracy_per_object"] = per_concept([c["retained"] for c in per_seed], te.RETAINED)
+        row["sibling_accuracy"] = sibling_block([c["retained"] for c in per_seed], base["retained"], names, te.RETAINED)
         row["attribute_preservation"] = preservation.preservation_block([c["retained"] for c in per_seed],
                                                                         base["retained"], te.RETAINED, names)
         row["superclass_coherence"] = coherence([c["words"] for c in per_seed], names)
@@ -187,6 +207,7 @@ def assemble_robustness(base: dict, cells: dict, budget: Budget, pipe_scheduler:
                     "per_concept": per_concept([s["attacks"][attack] for s in per_seed], names),
                     "superclass_coherence": coherence([c["attacks"][attack] for c in per_seed], names),
                     "retained_accuracy": retained,
+                    "sibling_accuracy": sibling_block([c["retained"] for c in per_seed], b["retained"], names, te.RETAINED),
                     "attribute_preservation": kept,
                     "train_seconds": float(np.mean([c.get("train_seconds", 0.0) for c in per_seed])),
                     "sampling": {"retained": "shared", "attack": attack_sampling(cfg.attack, pipe_scheduler)},

@@ -87,6 +87,12 @@ def _kept(row: dict) -> str:
     return "–" if block is None else fmt_interval(block["value"])
 
 
+def _siblings(row: dict) -> str:
+    """The paired change of accuracy on the erased objects' retained siblings."""
+    block = row.get("sibling_accuracy")
+    return "–" if block is None else fmt_difference(block["delta_vs_base"])
+
+
 def _colour_shift(row: dict) -> str:
     block = row.get("attribute_preservation")
     return "–" if block is None else f"{block['distribution_shift_tv']['colour']['mean']:.3f}"
@@ -121,14 +127,14 @@ def _unet(r: dict) -> list[str]:
 
 def _text_encoder(r: dict) -> list[str]:
     lines = ["| method | scenario | residual: words | residual: paraphrases | residual: learned token | retained "
-             "| Δ retained | attributes kept | superclass coherence | toy FID (base) | s / concept |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| Δ retained | Δ siblings | attributes kept | superclass coherence | toy FID (base) | s / concept |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in r["rows"]:
         lines.append(f"| {row['method']} | {row['scenario']} | {fmt_interval(row['residual_words']['value'])} "
                      f"| {fmt_interval(row['residual_paraphrase']['value'])} "
                      f"| {fmt_interval(row['residual_learned_token']['value'])} "
                      f"| {fmt_interval(row['retained_accuracy']['value'])} "
-                     f"| {fmt_difference(row['retained_accuracy']['delta_vs_base'])} | {_kept(row)} "
+                     f"| {fmt_difference(row['retained_accuracy']['delta_vs_base'])} | {_siblings(row)} | {_kept(row)} "
                      f"| {fmt_interval(row.get('superclass_coherence'))} | {_fid(row)} "
                      f"| {row['seconds_per_concept']:.1f} |")
     return lines
