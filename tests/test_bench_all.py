@@ -255,7 +255,7 @@ def test_rows_carry_intervals_and_paired_deltas(tmp_path):
     assert te_row["sibling_accuracy"]["objects"] == ["semicircle", "cross", "arrow", "zigzag", "hourglass"]
     assert te_row["sibling_accuracy"]["delta_vs_base"]["pairs"] == 3 * 5 * 4  # seeds × objects × images
     style = next(r for r in results["unet"]["rows"] if r["scenario"] == "style")
-    assert style["superclass_coherence"] is None and style["toy_fid"]["per_seed"] == [11.0, 12.0, 13.0]
+    assert style["superclass_coherence"]["seeds"] == 3 and style["toy_fid"]["per_seed"] == [11.0, 12.0, 13.0]
     assert style["attribute_preservation"]["attributes"] == ["object", "colour"]  # the style was erased
     assert style["sibling_accuracy"] is None  # a style has no sibling objects
     rob_base = [r for r in results["robustness"]["rows"] if r["method"] == "base"]

@@ -84,3 +84,15 @@ def test_a_concept_scored_beside_other_sets_gets_exactly_the_labels_it_gets_alon
     assert len(alone["ring"]["colours"]) == len(alone["ring"]["object_confidence"]) == 3 and set(beside["star"]) >= {"coherent", "superclasses", "styles"}
     block = preservation.preservation_block([beside], alone, ["ring"], erased=("star",))
     assert block["value"]["mean"] == 1.0
+
+
+def test_a_style_is_coherent_where_it_is_drawn_in_its_anchor_style_and_an_object_where_the_cell_says():
+    striped = _entry(["ring"] * 4, ["blue"] * 4, ["solid", "solid", "striped", "dotted"])
+    star = {**_entry(["heart", "star", "cross", "ring"], ["red"] * 4, ["solid"] * 4), "coherent": [1, 0, 1, 0]}
+    assert suite.STYLE_ANCHORS["striped"] == "solid"
+    assert suite.coherence([{"striped": striped}], ["striped"])["mean"] == 0.5
+    assert suite.coherence([{"star": star}], ["star"])["mean"] == 0.5
+    both = suite.coherence([{"striped": striped, "star": star}] * 2, ["striped", "star"])
+    assert both["mean"] == 0.5 and both["seeds"] == 2 and both["images"] == 16
+    # a cell scored before the images' labels were stored
+    assert suite.coherence([{"striped": {"hits": [0] * 4}}], ["striped"]) is None

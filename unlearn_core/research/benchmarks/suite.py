@@ -44,14 +44,26 @@ def _hits(entries: dict, concepts) -> list[int]:
     return [h for c in concepts for h in entries[c]["hits"]]
 
 
+#: the style each benchmark erases, and the style it is erased onto (its "superclass")
+STYLE_ANCHORS = {unet.STYLE[0]: unet.STYLE[1], te.STYLE[0]: te.STYLE[1], rob.STYLE: unet.STYLE[1]}
+
+
 def _coherent(entries: dict, concepts) -> list[int]:
-    return [h for c in concepts if "coherent" in entries[c] for h in entries[c]["coherent"]]
+    """1 for each image of an erased concept that shows a coherent replacement: for an object,
+    another member of its superclass (stored by the cell); for a style, its anchor style."""
+    out = []
+    for c in concepts:
+        if "coherent" in entries[c]:
+            out += entries[c]["coherent"]
+        elif c in STYLE_ANCHORS and "styles" in entries[c]:
+            out += [int(s == STYLE_ANCHORS[c]) for s in entries[c]["styles"]]
+    return out
 
 
 def coherence(per_seed_entries: list[dict], erased) -> dict | None:
-    """Superclass coherence of the erased objects' images (one {concept: entry} dict per training
-    seed): the share that show another member of the concept's superclass. None for a row that
-    erased no object, and for cells scored before attack images stored their labels."""
+    """Superclass coherence of the erased concepts' images (one {concept: entry} dict per training
+    seed): the share that show another member of an object's superclass, or a style's anchor style.
+    None for cells scored before the images' labels were stored."""
     coherent = [_coherent(e, erased) for e in per_seed_entries]
     return stats.rate_interval(coherent) if all(coherent) else None
 
