@@ -443,3 +443,20 @@ def test_an_erased_prompt_drawn_as_another_erased_object_counts_as_a_leak():
         del c["objects"]
     old = suite.assemble_unet(base, {("closed_form", "sequential"): [cell]}, None, budget)["rows"][0]
     assert old["any_erased_object"] is None
+
+
+def test_the_summary_checks_the_targets_against_the_files(tmp_path):
+    from unlearn_core.research.benchmarks import summary
+
+    results = _synthetic_results(tmp_path)
+    text = summary.render_summary(tmp_path)
+    targets = text[text.index("## Targets"):]
+    row = next(r for r in results["unet"]["rows"] if r["scenario"] == "seq10")
+    hi = row["residual_accuracy"]["value"]["hi"]
+    line = next(ln for ln in targets.splitlines() if ln.startswith("| dynamic_mask | seq10 |"))
+    assert line.split(" | ")[2] == f"{hi:.3f} " + ("met" if hi <= 0.05 else "**missed**")
+    style_line = next(ln for ln in targets.splitlines() if ln.startswith("| dynamic_mask | style |"))
+    assert style_line.split(" | ")[4] == "–"  # attributes kept is an object-scenario target
+    te_lines = [ln for ln in targets.splitlines() if ln.startswith("| three |")]
+    assert len(te_lines) == 1 and "s / concept" in targets  # few_shot_lora only, not the baseline
+    assert "| dynamic_mask | objects |" in targets and "| closed_form | style |" in targets

@@ -43,10 +43,20 @@ def test_one_seed_gets_the_exact_interval():
     assert (r["lo"], r["hi"]) == stats.clopper_pearson(3, 4)
 
 
-def test_bootstrap_of_a_constant_is_degenerate():
+def test_a_rate_of_no_hits_over_seeds_is_not_certain_the_bootstrap_alone_would_be():
+    """Every resample of all-zero outcomes is zero: the rate's interval falls back on the exact
+    interval of the pooled images (0 of 48 -> [0, 0.074])."""
     for value in (0, 1):
         r = stats.rate_interval([[value] * 16] * 3)
-        assert r["mean"] == r["lo"] == r["hi"] == value
+        assert r["mean"] == value and (r["lo"], r["hi"]) == stats.clopper_pearson(16 * 3 * value, 48)
+    assert stats.rate_interval([[0] * 16] * 3)["hi"] == pytest.approx(1 - 0.025 ** (1 / 48))
+    # where the seeds disagree, the bootstrap's seed-to-seed spread is the wider one
+    spread = stats.rate_interval([[0] * 16, [1] * 16, [0] * 8 + [1] * 8])
+    assert (spread["lo"], spread["hi"]) != stats.clopper_pearson(24, 48)
+    assert spread["lo"] <= stats.clopper_pearson(24, 48)[0] and spread["hi"] >= stats.clopper_pearson(24, 48)[1]
+
+
+def test_bootstrap_of_a_constant_is_degenerate():
     assert set(stats.bootstrap_means([[0.25] * 5, [0.25] * 5, [0.25] * 5])) == {0.25}
     m = stats.mean_interval([12.5, 12.5, 12.5])
     assert m["mean"] == m["lo"] == m["hi"] == 12.5

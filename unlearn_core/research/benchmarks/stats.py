@@ -8,7 +8,9 @@ one 0/1 array per training seed, the images that seed's model drew:
 - `rate_interval`: the mean over all images and a 95% interval — exact Clopper–Pearson where only
   images vary (one training seed, or a model that was not trained: the base model), else a
   two-level percentile bootstrap (resample the training seeds, then the images within each chosen
-  seed);
+  seed), widened where needed to the Clopper–Pearson interval of all images pooled: at 0 or all
+  hits every resample repeats the data and the bootstrap alone would claim certainty (0 of 48
+  images is [0, 0] by bootstrap, [0, 0.074] exactly);
 - `paired_difference`: the mean of (a − b) over pairs of the same prompt and image seed (the
   unlearned model and the base model draw image i from the same noise), with the same bootstrap
   over seeds, then image pairs within seed — so the noise shared by the two images cancels;
@@ -120,7 +122,9 @@ def rate_interval(hits: Sequence, level: float = LEVEL, n_boot: int = N_BOOT, se
         method = "clopper-pearson"
     else:
         lo, hi = _percentiles(bootstrap_means(arrays, n_boot, seed), level)
-        method = "bootstrap: seeds, then images within seed"
+        exact_lo, exact_hi = clopper_pearson(k, n, level)
+        lo, hi = min(lo, exact_lo), max(hi, exact_hi)
+        method = "bootstrap: seeds, then images within seed; at least the pooled Clopper-Pearson interval"
     return {"mean": k / n, "lo": lo, "hi": hi, "level": level, "interval": method,
             "seeds": len(arrays), "images": n}
 

@@ -268,7 +268,8 @@ def run_all(runner: Runner, output_dir: str | Path, command: str, log=print) -> 
               "model_hash": model_hash, "classifier_hash": classifier_hash_, "code": provenance["code"],
               "sampling": asdict(budget.sampling), "training_seeds": list(budget.training_seeds),
               "interval": "95%: Clopper-Pearson where only images vary (base model, one training seed), else a "
-                          "bootstrap over training seeds, then images within seed; deltas are paired differences "
+                          "bootstrap over training seeds, then images within seed, at least as wide as the Clopper-Pearson "
+                          "interval of all images pooled; deltas are paired differences "
                           "(same prompts and image seeds) with a paired bootstrap",
               "settings": budget.settings()}
     for name, result in results.items():

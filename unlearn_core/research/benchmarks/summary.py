@@ -157,6 +157,87 @@ def _robustness(r: dict) -> list[str]:
     return lines
 
 
+def _check(value: float | None, met: bool | None, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.{digits}f} {'met' if met else '**missed**'}"
+
+
+def _at_most(value: float | None, bound: float) -> str:
+    return _check(value, value is not None and value <= bound)
+
+
+def _at_least(value: float | None, bound: float) -> str:
+    return _check(value, value is not None and value >= bound)
+
+
+def _get(row: dict | None, *path):
+    """row[path[0]][path[1]]…, or None where any step is missing."""
+    for key in path:
+        if row is None:
+            return None
+        row = row.get(key)
+    return row
+
+
+def _targets(results: dict[str, dict]) -> list[str]:
+    """The project's quality targets (issues 26 and 27) checked against the files: where an issue
+    states the upper end of the 95% interval it is used ("hi"), elsewhere the mean."""
+    lines = []
+    un = results.get("unet")
+    if un:
+        lines += ["UNet methods: residual hi ≤ 0.05; Δ retained ≥ −0.02; attributes kept ≥ 0.90 (object "
+                  "scenarios); toy FID ≤ 1.10 × base; superclass coherence ≥ 0.80.", "",
+                  "| method | scenario | residual (hi) | Δ retained | attributes kept | toy FID ÷ base | coherence |",
+                  "|---|---|---|---|---|---|---|"]
+        for row in un["rows"]:
+            if row["method"] not in ("dynamic_mask", "closed_form"):
+                continue
+            fid = _get(row, "toy_fid", "mean")
+            kept = _get(row, "attribute_preservation", "value", "mean") if row["scenario"] != "style" else None
+            lines.append(f"| {row['method']} | {row['scenario']} "
+                         f"| {_at_most(_get(row, 'residual_accuracy', 'value', 'hi'), 0.05)} "
+                         f"| {_at_least(_get(row, 'retained_accuracy', 'delta_vs_base', 'mean'), -0.02)} "
+                         f"| {_at_least(kept, 0.90)} "
+                         f"| {_at_most(None if fid is None else fid / row['base_toy_fid'], 1.10)} "
+                         f"| {_at_least(_get(row, 'superclass_coherence', 'mean'), 0.80)} |")
+        warm = [(r, next((c for c in un["rows"] if c["method"] == "dynamic_mask" and c["scenario"] == r["scenario"]), None))
+                for r in un["rows"] if r["method"] == "dynamic_mask_warm"]
+        warm = [(w, c) for w, c in warm if c is not None]
+        if warm:
+            lines += ["", "Warm start (a third of the steps): residual ≤ the cold run's, Δ retained ≥ the cold run's "
+                          "(means).", "", "| scenario | residual: warm (cold) | Δ retained: warm (cold) |", "|---|---|---|"]
+            for w, c in warm:
+                wr, cr = w["residual_accuracy"]["value"]["mean"], c["residual_accuracy"]["value"]["mean"]
+                wd, cd = (w["retained_accuracy"]["delta_vs_base"]["mean"], c["retained_accuracy"]["delta_vs_base"]["mean"])
+                lines.append(f"| {w['scenario']} | {_check(wr, wr <= cr)} ({cr:.3f}) | {_check(wd, wd >= cd)} ({cd:+.3f}) |")
+    tenc = results.get("text_encoder")
+    if tenc:
+        lines += ["", "Few-shot text encoder: words ≤ 0.10, paraphrases ≤ 0.20, Δ siblings ≥ −0.05, ≤ 30 s per "
+                      "concept (means).", "", "| scenario | words | paraphrases | Δ siblings | s / concept |",
+                  "|---|---|---|---|---|"]
+        for row in tenc["rows"]:
+            if row["method"] != "few_shot_lora":
+                continue
+            lines.append(f"| {row['scenario']} | {_at_most(_get(row, 'residual_words', 'value', 'mean'), 0.10)} "
+                         f"| {_at_most(_get(row, 'residual_paraphrase', 'value', 'mean'), 0.20)} "
+                         f"| {_at_least(_get(row, 'sibling_accuracy', 'delta_vs_base', 'mean'), -0.05)} "
+                         f"| {_check(row['seconds_per_concept'], row['seconds_per_concept'] <= 30, 1)} |")
+    robu = results.get("robustness")
+    if robu:
+        lines += ["", "Robustness: every attack ≤ 0.20 (mean of the worst attack).", "",
+                  "| method | scenario | worst attack | its success rate |", "|---|---|---|---|"]
+        groups: dict[tuple, list] = {}
+        for row in robu["rows"]:
+            if row["method"] != "base":
+                groups.setdefault((row["method"], row["scenario"]), []).append(row)
+        for (method, scenario), rows in groups.items():
+            worst = max(rows, key=lambda r: (r["attack_success_rate"]["value"]["mean"], r["attack"]))
+            lines.append(f"| {method} | {scenario} | {worst['attack']} "
+                         f"| {_at_most(worst['attack_success_rate']['value']['mean'], 0.20)} |")
+    return lines
+
+
 RENDER = {"base_model": _base_model, "unet": _unet, "text_encoder": _text_encoder, "robustness": _robustness}
 
 
@@ -176,6 +257,9 @@ def render_summary(results_dir: str | Path) -> str:
             continue
         lines += [f"`{name}.json`, regenerate with `{results[name]['command']}`.", ""]
         lines += RENDER[name](results[name]) + [""]
+    targets = _targets(results)
+    if targets:
+        lines += ["## Targets", ""] + targets + [""]
     return "\n".join(lines)
 
 
