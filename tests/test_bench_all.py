@@ -412,7 +412,25 @@ def test_bench_all_refuses_an_unknown_method_or_scenario_before_loading_anything
     with pytest.raises(ValueError, match="unknown robustness method 'closedform'; choose from base"):
         suite.bench_all("tiny", output_dir=tmp_path / "out", cache_dir=tmp_path / "cache",
                         robustness_methods=("closedform",))
+    with pytest.raises(ValueError, match="--sampling-steps must be at least 1"):
+        suite.bench_all("tiny", output_dir=tmp_path / "out", cache_dir=tmp_path / "cache", sampling_steps=0)
     assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
+
+
+def test_fewer_sampling_steps_reach_every_scored_image_and_every_cell_key():
+    """`--sampling-steps` replaces the budget's one sampler's steps; the per-benchmark configs follow
+    it (Budget.__post_init__), and the cells' keys hold the sampling, so no cell of another step
+    count is reused."""
+    from dataclasses import asdict, replace
+
+    from unlearn_core.research.benchmarks import suite
+
+    full = suite.make_budget("full")
+    fewer = replace(full, sampling=replace(full.sampling, num_inference_steps=40))
+    assert fewer.sampling.distinct_seeds and fewer.sampling.images_per_prompt == 16
+    for cfg in (fewer.unet.evaluation_sampling, fewer.text_encoder.evaluation_sampling):
+        assert cfg["num_inference_steps"] == 40
+    assert asdict(fewer.sampling) != asdict(suite.make_budget("full").sampling)
 
 
 def test_an_erased_prompt_drawn_as_another_erased_object_counts_as_a_leak():

@@ -182,7 +182,8 @@ def cmd_bench_all(args) -> int:
               model=args.model, classifier=args.classifier, benchmarks=tuple(args.benchmarks or ()) or None,
               unet_methods=tuple(args.unet_methods or ()) or None,
               unet_scenarios=tuple(args.unet_scenarios or ()) or None,
-              robustness_methods=tuple(args.robustness_methods or ()) or None, log=print)
+              robustness_methods=tuple(args.robustness_methods or ()) or None,
+              sampling_steps=args.sampling_steps, log=print)
     return 0
 
 
@@ -673,6 +674,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="attack only these methods in the robustness benchmark (dynamic_mask, dynamic_mask_robust, "
                          "closed_form, few_shot_text_encoder, salun, esd_x, esd_u; the base model is always measured; "
                          "default: all)")
+    ba.add_argument("--sampling-steps", type=int, default=None, metavar="N",
+                    help="draw every scored image with N steps of the budget's sampler instead of its own number "
+                         "(full: 120); part of every cell's key, so cells of other step counts are not mixed in")
     _toy_model_options(ba)
     ba.set_defaults(func=cmd_bench_all)
     return p
