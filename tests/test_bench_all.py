@@ -412,6 +412,8 @@ def test_bench_all_refuses_an_unknown_method_or_scenario_before_loading_anything
     with pytest.raises(ValueError, match="unknown robustness method 'closedform'; choose from base"):
         suite.bench_all("tiny", output_dir=tmp_path / "out", cache_dir=tmp_path / "cache",
                         robustness_methods=("closedform",))
+    with pytest.raises(ValueError, match="unknown text-encoder scenario 'three_sibling'; choose from single_star"):
+        suite.bench_all("tiny", output_dir=tmp_path / "out", cache_dir=tmp_path / "cache", te_scenarios=("three_sibling",))
     with pytest.raises(ValueError, match="--sampling-steps must be at least 1"):
         suite.bench_all("tiny", output_dir=tmp_path / "out", cache_dir=tmp_path / "cache", sampling_steps=0)
     assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()

@@ -183,7 +183,7 @@ def cmd_bench_all(args) -> int:
               unet_methods=tuple(args.unet_methods or ()) or None,
               unet_scenarios=tuple(args.unet_scenarios or ()) or None,
               robustness_methods=tuple(args.robustness_methods or ()) or None,
-              sampling_steps=args.sampling_steps, log=print)
+              te_scenarios=tuple(args.te_scenarios or ()) or None, sampling_steps=args.sampling_steps, log=print)
     return 0
 
 
@@ -674,6 +674,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="attack only these methods in the robustness benchmark (dynamic_mask, dynamic_mask_robust, "
                          "closed_form, few_shot_text_encoder, salun, esd_x, esd_u; the base model is always measured; "
                          "default: all)")
+    ba.add_argument("--te-scenarios", nargs="+", default=None, metavar="SCENARIO",
+                    help="run only these scenarios of the text-encoder benchmark (single_star, ..., style, three, "
+                         "their _sibling_anchor rows, style_no_adversarial, three_sibling_anchor_fast; default: all)")
     ba.add_argument("--sampling-steps", type=int, default=None, metavar="N",
                     help="draw every scored image with N steps of the budget's sampler instead of its own number "
                          "(full: 120); part of every cell's key, so cells of other step counts are not mixed in")

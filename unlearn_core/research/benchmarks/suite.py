@@ -296,11 +296,12 @@ def bench_all(budget: str | Budget = "full", output_dir: str | Path = "bench/res
               command: str = "", model: str | Path | None = None, classifier: str | Path | None = None,
               benchmarks: tuple[str, ...] | None = None, unet_methods: tuple[str, ...] | None = None,
               unet_scenarios: tuple[str, ...] | None = None, robustness_methods: tuple[str, ...] | None = None,
-              sampling_steps: int | None = None, log=print) -> dict:
+              te_scenarios: tuple[str, ...] | None = None, sampling_steps: int | None = None, log=print) -> dict:
     """The whole `bench all` command: load the toy model and classifier, run, write. `benchmarks`,
     `unet_methods`, `unet_scenarios` and `robustness_methods` narrow the budget to some benchmarks,
     some of the UNet benchmark's methods and scenarios and some of the robustness benchmark's
     methods (the base model's rows, the reference of every attack, are always measured).
+    `te_scenarios` narrows the text-encoder benchmark to some of its scenarios.
     `sampling_steps` replaces the number of steps of the budget's one sampler (the cells' keys hold
     the sampling configuration, so cells of different step counts never mix)."""
     budget = make_budget(budget) if isinstance(budget, str) else budget
@@ -308,5 +309,11 @@ def bench_all(budget: str | Budget = "full", output_dir: str | Path = "bench/res
         if sampling_steps < 1:
             raise ValueError(f"--sampling-steps must be at least 1, got {sampling_steps}")
         budget = replace(budget, sampling=replace(budget.sampling, num_inference_steps=sampling_steps))
+    if te_scenarios:
+        known = [name for name, _, _, _ in te.benchmark_scenarios(budget.text_encoder)]
+        unknown = [s for s in te_scenarios if s not in known]
+        if unknown:
+            raise ValueError(f"unknown text-encoder scenario {unknown[0]!r}; choose from {', '.join(known)}")
+        budget = replace(budget, te_scenarios=tuple(te_scenarios))
     budget = narrow_budget(budget, benchmarks, unet_methods, unet_scenarios, robustness_methods)
     return run_all(open_runner(budget, cache_dir, model, classifier, log), output_dir, command, log)
