@@ -435,6 +435,18 @@ def test_fewer_sampling_steps_reach_every_scored_image_and_every_cell_key():
     assert asdict(fewer.sampling) != asdict(suite.make_budget("full").sampling)
 
 
+def test_the_summary_says_when_files_were_scored_with_different_samplers(tmp_path):
+    from unlearn_core.research.benchmarks import summary
+
+    _synthetic_results(tmp_path)
+    assert "different samplers" not in summary.render_summary(tmp_path)
+    data = json.loads((tmp_path / "unet.json").read_text())
+    data["sampling"] = {**data["sampling"], "num_inference_steps": 40}
+    (tmp_path / "unet.json").write_text(json.dumps(data))
+    assert "**The files were scored with different samplers** (steps: `base_model.json` 120, `unet.json` 40" in \
+        summary.render_summary(tmp_path)
+
+
 def test_an_erased_prompt_drawn_as_another_erased_object_counts_as_a_leak():
     """The residual counts only the prompt's own object; `any_erased_object` also counts a sibling
     that the same row erased (a pentagon prompt drawn as an erased triangle)."""

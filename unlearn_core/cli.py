@@ -676,10 +676,12 @@ def build_parser() -> argparse.ArgumentParser:
                          "default: all)")
     ba.add_argument("--te-scenarios", nargs="+", default=None, metavar="SCENARIO",
                     help="run only these scenarios of the text-encoder benchmark (single_star, ..., style, three, "
-                         "their _sibling_anchor rows, style_no_adversarial, three_sibling_anchor_fast; default: all)")
+                         "the objects' _sibling_anchor rows, style_no_adversarial, three_sibling_anchor_fast; "
+                         "default: all; a narrowed run scores its own base cell)")
     ba.add_argument("--sampling-steps", type=int, default=None, metavar="N",
-                    help="draw every scored image with N steps of the budget's sampler instead of its own number "
-                         "(full: 120); part of every cell's key, so cells of other step counts are not mixed in")
+                    help="draw every image scored with the shared sampler (not the attacks' images) with N steps "
+                         "instead of the budget's own number (full: 120); part of every cell's key, so cells of "
+                         "other step counts are not mixed in")
     _toy_model_options(ba)
     ba.set_defaults(func=cmd_bench_all)
     return p

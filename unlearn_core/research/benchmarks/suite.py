@@ -14,6 +14,7 @@ reason (`ATTACK_SAMPLING_WHY`).
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from dataclasses import asdict, replace
@@ -308,7 +309,10 @@ def bench_all(budget: str | Budget = "full", output_dir: str | Path = "bench/res
     if sampling_steps is not None:
         if sampling_steps < 1:
             raise ValueError(f"--sampling-steps must be at least 1, got {sampling_steps}")
-        budget = replace(budget, sampling=replace(budget.sampling, num_inference_steps=sampling_steps))
+        # copies of the per-benchmark configs: Budget.__post_init__ writes the sampling into them
+        budget = replace(budget, sampling=replace(budget.sampling, num_inference_steps=sampling_steps),
+                         unet=copy.deepcopy(budget.unet), text_encoder=copy.deepcopy(budget.text_encoder),
+                         robustness=copy.deepcopy(budget.robustness))
     if te_scenarios:
         known = [name for name, _, _, _ in te.benchmark_scenarios(budget.text_encoder)]
         unknown = [s for s in te_scenarios if s not in known]
