@@ -41,6 +41,7 @@ ATTACK_SAMPLING_WHY = (
     "Image i of an attack on concept k starts from seed attack_seed + 1000 * k + i, the same for every "
     "model, so attack rates are paired with the base model's too.")
 
+
 def _hits(entries: dict, concepts) -> list[int]:
     return [h for c in concepts for h in entries[c]["hits"]]
 

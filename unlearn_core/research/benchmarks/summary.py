@@ -161,10 +161,15 @@ def _robustness(r: dict) -> list[str]:
     return lines
 
 
-def _check(value: float | None, met: bool | None, digits: int = 3) -> str:
+def _check(value: float | None, met: bool | None, fmt: str = ".3f") -> str:
     if value is None:
         return "–"
-    return f"{value:.{digits}f} {'met' if met else '**missed**'}"
+    return f"{value:{fmt}} {'met' if met else '**missed**'}"
+
+
+def _worst_attack(rows: list[dict]) -> dict:
+    """The attack row with the highest mean success rate (ties: the later attack name)."""
+    return max(rows, key=lambda r: (r["attack_success_rate"]["value"]["mean"], r["attack"]))
 
 
 def _at_most(value: float | None, bound: float) -> str:
@@ -225,7 +230,7 @@ def _targets(results: dict[str, dict]) -> list[str]:
                 wr, cr = w["residual_accuracy"]["value"]["mean"], c["residual_accuracy"]["value"]["mean"]
                 wd, cd = (w["retained_accuracy"]["delta_vs_base"]["mean"], c["retained_accuracy"]["delta_vs_base"]["mean"])
                 lines.append(f"| {w['scenario']} | {_check(wr, wr <= cr)} ({cr:.3f}) "
-                             f"| {'+' if wd >= 0 else ''}{_check(wd, wd >= cd)} ({cd:+.3f}) |")
+                             f"| {_check(wd, wd >= cd, '+.3f')} ({cd:+.3f}) |")
     tenc = results.get("text_encoder")
     if tenc:
         lines += ["", "Few-shot text encoder: words ≤ 0.10, paraphrases ≤ 0.20, Δ siblings ≥ −0.05, ≤ 30 s per "
@@ -237,7 +242,7 @@ def _targets(results: dict[str, dict]) -> list[str]:
             lines.append(f"| {row['scenario']} | {_at_most(_get(row, 'residual_words', 'value', 'mean'), 0.10)} "
                          f"| {_at_most(_get(row, 'residual_paraphrase', 'value', 'mean'), 0.20)} "
                          f"| {_at_least(_get(row, 'sibling_accuracy', 'delta_vs_base', 'mean'), -0.05)} "
-                         f"| {_check(row['seconds_per_concept'], row['seconds_per_concept'] <= 30, 1)} |")
+                         f"| {_check(row['seconds_per_concept'], row['seconds_per_concept'] <= 30, '.1f')} |")
     robu = results.get("robustness")
     if robu:
         lines += ["", "Robustness: every attack ≤ 0.20 (mean of the worst attack).", "",
@@ -247,7 +252,7 @@ def _targets(results: dict[str, dict]) -> list[str]:
             if row["method"] != "base":
                 groups.setdefault((row["method"], row["scenario"]), []).append(row)
         for (method, scenario), rows in groups.items():
-            worst = max(rows, key=lambda r: (r["attack_success_rate"]["value"]["mean"], r["attack"]))
+            worst = _worst_attack(rows)
             lines.append(f"| {method} | {scenario} | {worst['attack']} "
                          f"| {_at_most(worst['attack_success_rate']['value']['mean'], 0.20)} |")
     return lines
@@ -331,7 +336,7 @@ def render_readme_block(results_dir: str | Path) -> str:
     for m in dict.fromkeys(r["method"] for r in robu["rows"]):
         rows = [r for r in robu["rows"] if r["method"] == m and r["scenario"] == "objects"]
         if rows:
-            worst = max(rows, key=lambda r: (r["attack_success_rate"]["value"]["mean"], r["attack"]))
+            worst = _worst_attack(rows)
             lines.append(f"| {m} | {worst['attack']} | {fmt_interval(worst['attack_success_rate']['value'])} "
                          f"| {fmt_difference(worst['retained_accuracy']['delta_vs_base'])} | {_kept(worst)} |")
     return "\n" + "\n".join(lines) + "\n"
