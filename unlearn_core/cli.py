@@ -680,7 +680,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "default: all; a narrowed run scores its own base cell)")
     ba.add_argument("--sampling-steps", type=int, default=None, metavar="N",
                     help="draw every image scored with the shared sampler (not the attacks' images) with N steps "
-                         "instead of the budget's own number (full: 120); part of every cell's key, so cells of "
+                         "instead of the budget's own number (full: 40); part of every cell's key, so cells of "
                          "other step counts are not mixed in")
     _toy_model_options(ba)
     ba.set_defaults(func=cmd_bench_all)
