@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import torch
 
 from ...masks import MaskConfig
 from ...sampling import SamplingConfig, sampler_settings
@@ -264,7 +265,11 @@ def open_runner(budget: Budget, cache_dir: str | Path | None = None, model: str 
     log(f"bench all: budget {budget.name}, cell cache {cache.root}")
     provenance = {"model_hash": toy_model_hash(model), "classifier_hash": classifier_hash(classifier),
                   "code": code_version()}
-    return Runner(budget, load_toy_pipeline(model), load_toy_classifier(classifier), cache, provenance, log)
+    pipe = load_toy_pipeline(model)
+    # the toy UNet's convolutions run 1.2x faster channels-last on a CPU (the images differ from the
+    # default layout's by rounding only); copies of the UNet that methods train keep the layout
+    pipe.unet.to(memory_format=torch.channels_last)
+    return Runner(budget, pipe, load_toy_classifier(classifier), cache, provenance, log)
 
 
 class Runner:
