@@ -52,6 +52,21 @@ def test_a_stopped_write_leaves_no_cell(tmp_path):
     assert cache.remove_stale_partials() == 1 and not stray.exists()
 
 
+def test_pruning_removes_only_the_cells_of_another_model_or_code_version(tmp_path):
+    from unlearn_core.research.benchmarks.suite import prune_stale_cells
+
+    cache = CellCache(tmp_path)
+    current = cache.put(_key(), {"hits": [1]})
+    old_code = cache.put({**_key(seed=1), "code": {"v": 0}}, {"hits": [0]})
+    old_model = cache.put({**_key(seed=2), "model_hash": "sha256:old"}, {"hits": [0]})
+    notes = tmp_path / "unet" / "notes.json"
+    notes.write_text("[1, 2]")  # not a cell: left alone
+    provenance = {k: _key()[k] for k in ("model_hash", "classifier_hash", "code")}
+    assert sorted(prune_stale_cells(tmp_path, provenance)) == sorted([old_code, old_model])
+    assert current.exists() and notes.exists() and not old_code.exists() and not old_model.exists()
+    assert cache.get(_key()) == {"hits": [1]}
+
+
 def test_hashes_change_with_any_byte_and_the_code_hash_ignores_the_cli(tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "w.bin").write_bytes(b"\x00\x01")
@@ -145,8 +160,8 @@ def test_budgets():
     full, quick = make_budget("full"), make_budget("quick")
     assert len(full.training_seeds) >= 3 and full.sampling.images_per_prompt >= 16 and full.sampling.distinct_seeds
     assert full.paraphrase_images_per_prompt >= 16
-    assert full.sampling.sampler == "euler_ancestral" and full.sampling.num_inference_steps == 120
-    assert full.unet.evaluation_sampling == {"sampler": "euler_ancestral", "num_inference_steps": 120, "guidance_scale": 3.0}
+    assert full.sampling.sampler == "euler_ancestral" and full.sampling.num_inference_steps == 40
+    assert full.unet.evaluation_sampling == {"sampler": "euler_ancestral", "num_inference_steps": 40, "guidance_scale": 3.0}
     assert quick.training_seeds == (0,) and quick.sampling.distinct_seeds
     with pytest.raises(ValueError, match="unknown budget"):
         make_budget("huge")
@@ -428,10 +443,10 @@ def test_fewer_sampling_steps_reach_every_scored_image_and_every_cell_key():
     from unlearn_core.research.benchmarks import suite
 
     full = suite.make_budget("full")
-    fewer = replace(full, sampling=replace(full.sampling, num_inference_steps=40))
+    fewer = replace(full, sampling=replace(full.sampling, num_inference_steps=20))
     assert fewer.sampling.distinct_seeds and fewer.sampling.images_per_prompt == 16
     for cfg in (fewer.unet.evaluation_sampling, fewer.text_encoder.evaluation_sampling):
-        assert cfg["num_inference_steps"] == 40
+        assert cfg["num_inference_steps"] == 20
     assert asdict(fewer.sampling) != asdict(suite.make_budget("full").sampling)
 
 

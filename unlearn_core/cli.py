@@ -183,7 +183,8 @@ def cmd_bench_all(args) -> int:
               unet_methods=tuple(args.unet_methods or ()) or None,
               unet_scenarios=tuple(args.unet_scenarios or ()) or None,
               robustness_methods=tuple(args.robustness_methods or ()) or None,
-              te_scenarios=tuple(args.te_scenarios or ()) or None, sampling_steps=args.sampling_steps, log=print)
+              te_scenarios=tuple(args.te_scenarios or ()) or None, sampling_steps=args.sampling_steps,
+              prune_stale=args.prune_stale, log=print)
     return 0
 
 
@@ -682,6 +683,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="draw every image scored with the shared sampler (not the attacks' images) with N steps "
                          "instead of the budget's own number (full: 40); part of every cell's key, so cells of "
                          "other step counts are not mixed in")
+    ba.add_argument("--prune-stale", action="store_true",
+                    help="after the run, delete the --cache-dir cells computed on another model or by another code "
+                         "version (no run can use them again)")
     _toy_model_options(ba)
     ba.set_defaults(func=cmd_bench_all)
     return p

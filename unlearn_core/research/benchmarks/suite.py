@@ -31,6 +31,7 @@ from . import text_encoder as te
 from . import unet
 from .cells import (EVAL_SEEDS, PROMPTS, Budget, Runner, Scorer, make_budget,  # noqa: F401  (the suite's API)
                     narrow_budget, open_runner, rob_seeds, unet_seeds)
+from .provenance import CellCache
 from .summary import PRODUCED_BY
 
 FORMAT = 1
@@ -294,18 +295,36 @@ def write_json(path: str | Path, data: dict) -> None:
         tmp.chmod(0o644)
 
 
+def prune_stale_cells(cache_root: str | Path, provenance: dict) -> list[Path]:
+    """Remove the cells in `cache_root` computed on another model or classifier or by another code
+    version than `provenance`'s (no run can use them again); returns the removed paths. Files that
+    are not cells are left alone."""
+    removed = []
+    for path in CellCache(cache_root).completed():
+        try:
+            key = json.loads(path.read_text())["key"]
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+            continue
+        if any(key.get(k) != provenance[k] for k in ("model_hash", "classifier_hash", "code")):
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
 def bench_all(budget: str | Budget = "full", output_dir: str | Path = "bench/results", cache_dir: str | Path | None = None,
               command: str = "", model: str | Path | None = None, classifier: str | Path | None = None,
               benchmarks: tuple[str, ...] | None = None, unet_methods: tuple[str, ...] | None = None,
               unet_scenarios: tuple[str, ...] | None = None, robustness_methods: tuple[str, ...] | None = None,
-              te_scenarios: tuple[str, ...] | None = None, sampling_steps: int | None = None, log=print) -> dict:
+              te_scenarios: tuple[str, ...] | None = None, sampling_steps: int | None = None,
+              prune_stale: bool = False, log=print) -> dict:
     """The whole `bench all` command: load the toy model and classifier, run, write. `benchmarks`,
     `unet_methods`, `unet_scenarios` and `robustness_methods` narrow the budget to some benchmarks,
     some of the UNet benchmark's methods and scenarios and some of the robustness benchmark's
     methods (the base model's rows, the reference of every attack, are always measured).
     `te_scenarios` narrows the text-encoder benchmark to some of its scenarios.
     `sampling_steps` replaces the number of steps of the budget's one sampler (the cells' keys hold
-    the sampling configuration, so cells of different step counts never mix)."""
+    the sampling configuration, so cells of different step counts never mix). `prune_stale` removes,
+    after the run, the cache's cells of another model or code version (`prune_stale_cells`)."""
     budget = make_budget(budget) if isinstance(budget, str) else budget
     if sampling_steps is not None:
         if sampling_steps < 1:
@@ -321,4 +340,9 @@ def bench_all(budget: str | Budget = "full", output_dir: str | Path = "bench/res
             raise ValueError(f"unknown text-encoder scenario {unknown[0]!r}; choose from {', '.join(known)}")
         budget = replace(budget, te_scenarios=tuple(te_scenarios))
     budget = narrow_budget(budget, benchmarks, unet_methods, unet_scenarios, robustness_methods)
-    return run_all(open_runner(budget, cache_dir, model, classifier, log), output_dir, command, log)
+    runner = open_runner(budget, cache_dir, model, classifier, log)
+    done = run_all(runner, output_dir, command, log)
+    if prune_stale:
+        removed = prune_stale_cells(runner.cache.root, runner.provenance)
+        log(f"bench all: removed {len(removed)} cells of another model or code version from {runner.cache.root}")
+    return done
