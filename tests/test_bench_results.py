@@ -15,7 +15,7 @@ from unlearn_core.research.benchmarks.provenance import classifier_hash, toy_mod
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-FULL_RERUN = "concept-unlearn bench all --budget full --output-dir bench/results"
+FULL_RERUN = "concept-unlearn bench all --budget full --cache-dir bench/cells --output-dir bench/results"
 
 
 def committed_results() -> list[Path]:
@@ -58,6 +58,27 @@ def test_a_committed_result_records_the_installed_model_and_a_command(path):
         "regenerate_command that runs on the installed model")
     if data.get("produced_by") == summary.PRODUCED_BY:
         assert data["budget"] == "full", f"{path.name} comes from a --budget {data['budget']} run: not results"
+
+
+def committed_cells() -> list[Path]:
+    """bench/cells/**/*.json that git tracks: the cells the published files were assembled from."""
+    try:
+        out = subprocess.run(["git", "ls-files", "--", "bench/cells"], cwd=ROOT, capture_output=True, text=True,
+                             check=True).stdout.split()
+        files = [ROOT / f for f in out if f.endswith(".json")]
+    except (OSError, subprocess.CalledProcessError):
+        files = sorted((ROOT / "bench" / "cells").rglob("*.json"))
+    return sorted(f for f in files if f.exists())
+
+
+def test_committed_cells_were_computed_on_the_installed_model():
+    stale = []
+    for path in committed_cells():
+        key = json.loads(path.read_text())["key"]
+        if (key["model_hash"], key["classifier_hash"]) != (toy_model_hash(), classifier_hash()):
+            stale.append(path.relative_to(ROOT).as_posix())
+    assert not stale, (f"{len(stale)} committed cells were computed on another toy model or classifier "
+                       f"(first: {stale[0] if stale else ''}); remove them with `{FULL_RERUN} --prune-stale`")
 
 
 @pytest.mark.parametrize("path", [p for p in committed_results() if _is_real_size(p)], ids=lambda p: p.name)
