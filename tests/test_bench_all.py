@@ -52,19 +52,37 @@ def test_a_stopped_write_leaves_no_cell(tmp_path):
     assert cache.remove_stale_partials() == 1 and not stray.exists()
 
 
-def test_pruning_removes_only_the_cells_of_another_model_or_code_version(tmp_path):
-    from unlearn_core.research.benchmarks.suite import prune_stale_cells
+def test_stale_cells_are_those_of_another_model_or_code_version_and_nothing_else(tmp_path):
+    from unlearn_core.research.benchmarks.suite import stale_cells
 
     cache = CellCache(tmp_path)
     current = cache.put(_key(), {"hits": [1]})
     old_code = cache.put({**_key(seed=1), "code": {"v": 0}}, {"hits": [0]})
     old_model = cache.put({**_key(seed=2), "model_hash": "sha256:old"}, {"hits": [0]})
-    notes = tmp_path / "unet" / "notes.json"
-    notes.write_text("[1, 2]")  # not a cell: left alone
+    (tmp_path / "unet" / "notes.json").write_text('{"key": {"model_hash": "sha256:old"}}')  # names no cell
+    (tmp_path / "unet" / "list.json").write_text('{"key": [1, 2]}')
+    moved = tmp_path / "unet" / "renamed.json"  # a cell stored under another name than its key's
+    moved.write_text(old_code.read_text())
     provenance = {k: _key()[k] for k in ("model_hash", "classifier_hash", "code")}
-    assert sorted(prune_stale_cells(tmp_path, provenance)) == sorted([old_code, old_model])
-    assert current.exists() and notes.exists() and not old_code.exists() and not old_model.exists()
-    assert cache.get(_key()) == {"hits": [1]}
+    stale = dict(stale_cells(tmp_path, provenance))
+    assert sorted(stale) == sorted([old_code, old_model]) and current not in stale
+    assert stale[old_code] == "v 0 (now 1)" and stale[old_model] == "model_hash"
+
+
+def test_prune_cells_deletes_only_what_the_installed_model_and_code_cannot_use(tmp_path):
+    from unlearn_core.research.benchmarks.suite import installed_provenance
+
+    cache = CellCache(tmp_path)
+    usable = cache.put({**_key(), **installed_provenance()}, {"hits": [1]})
+    stale = cache.put({**_key(seed=1), **installed_provenance(), "model_hash": "sha256:old"}, {"hits": [0]})
+    cli = [sys.executable, "-m", "unlearn_core.cli", "bench", "prune-cells", "--cache-dir", str(tmp_path)]
+    r = subprocess.run(cli + ["--dry-run"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and f"would remove {stale}: model_hash" in r.stdout and stale.exists()
+    r = subprocess.run(cli, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "1 stale cells removed" in r.stdout
+    assert usable.exists() and not stale.exists()
+    r = subprocess.run(cli[:-1] + [str(tmp_path / "missing")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "no cell cache at" in r.stderr
 
 
 def test_hashes_change_with_any_byte_and_the_code_hash_ignores_the_cli(tmp_path):

@@ -71,14 +71,26 @@ def committed_cells() -> list[Path]:
     return sorted(f for f in files if f.exists())
 
 
-def test_committed_cells_were_computed_on_the_installed_model():
-    stale = []
+def test_committed_cells_are_full_budget_cells_of_the_installed_model():
+    from dataclasses import asdict
+
+    from unlearn_core.research.benchmarks.cells import make_budget
+
+    installed, full_sampling = (toy_model_hash(), classifier_hash()), asdict(make_budget("full").sampling)
+    stale, other_budget = [], []
     for path in committed_cells():
-        key = json.loads(path.read_text())["key"]
-        if (key["model_hash"], key["classifier_hash"]) != (toy_model_hash(), classifier_hash()):
+        key = json.loads(path.read_text()).get("key")
+        assert isinstance(key, dict) and "cell" in key, f"{path} is not a cell (no key naming one): remove it"
+        if (key["model_hash"], key["classifier_hash"]) != installed:
             stale.append(path.relative_to(ROOT).as_posix())
+        if key["sampling"] != full_sampling:
+            other_budget.append(path.relative_to(ROOT).as_posix())
     assert not stale, (f"{len(stale)} committed cells were computed on another toy model or classifier "
-                       f"(first: {stale[0] if stale else ''}); remove them with `{FULL_RERUN} --prune-stale`")
+                       f"(first: {stale[0] if stale else ''}); remove them with "
+                       "`concept-unlearn bench prune-cells --cache-dir bench/cells`")
+    assert not other_budget, (f"{len(other_budget)} committed cells were scored with another sampler than the full "
+                              f"budget's (first: {other_budget[0] if other_budget else ''}): bench/cells holds only "
+                              "the published run's cells")
 
 
 @pytest.mark.parametrize("path", [p for p in committed_results() if _is_real_size(p)], ids=lambda p: p.name)

@@ -183,8 +183,16 @@ def cmd_bench_all(args) -> int:
               unet_methods=tuple(args.unet_methods or ()) or None,
               unet_scenarios=tuple(args.unet_scenarios or ()) or None,
               robustness_methods=tuple(args.robustness_methods or ()) or None,
-              te_scenarios=tuple(args.te_scenarios or ()) or None, sampling_steps=args.sampling_steps,
-              prune_stale=args.prune_stale, log=print)
+              te_scenarios=tuple(args.te_scenarios or ()) or None, sampling_steps=args.sampling_steps, log=print)
+    return 0
+
+
+def cmd_bench_prune_cells(args) -> int:
+    from .research.benchmarks.suite import prune_cells
+
+    if not Path(args.cache_dir).is_dir():
+        raise FileNotFoundError(f"no cell cache at {args.cache_dir}: pass the --cache-dir a bench all run wrote to")
+    prune_cells(args.cache_dir, dry_run=args.dry_run)
     return 0
 
 
@@ -683,11 +691,15 @@ def build_parser() -> argparse.ArgumentParser:
                     help="draw every image scored with the shared sampler (not the attacks' images) with N steps "
                          "instead of the budget's own number (full: 40); part of every cell's key, so cells of "
                          "other step counts are not mixed in")
-    ba.add_argument("--prune-stale", action="store_true",
-                    help="after the run, delete the --cache-dir cells computed on another model or by another code "
-                         "version (no run can use them again)")
     _toy_model_options(ba)
     ba.set_defaults(func=cmd_bench_all)
+    bp = bsub.add_parser("prune-cells", help="delete the cells of a bench all cache that the installed toy model and "
+                                             "this code version cannot use")
+    bp.add_argument("--cache-dir", required=True,
+                    help="the cell cache to prune, e.g. bench/cells (the published run's); required, because the "
+                         "default cache may hold cells of other checkouts")
+    bp.add_argument("--dry-run", action="store_true", help="list what would be deleted, and why, without deleting")
+    bp.set_defaults(func=cmd_bench_prune_cells)
     return p
 
 

@@ -295,36 +295,66 @@ def write_json(path: str | Path, data: dict) -> None:
         tmp.chmod(0o644)
 
 
-def prune_stale_cells(cache_root: str | Path, provenance: dict) -> list[Path]:
-    """Remove the cells in `cache_root` computed on another model or classifier or by another code
-    version than `provenance`'s (no run can use them again); returns the removed paths. Files that
-    are not cells are left alone."""
-    removed = []
-    for path in CellCache(cache_root).completed():
+#: the parts of a cell's key that say what it was computed on and with
+PROVENANCE_KEYS = ("model_hash", "classifier_hash", "code")
+
+
+def installed_provenance() -> dict:
+    """The installed toy model's and classifier's hashes and this code version, as in a cell's key."""
+    from .provenance import classifier_hash, code_version, toy_model_hash
+
+    return {"model_hash": toy_model_hash(), "classifier_hash": classifier_hash(), "code": code_version()}
+
+
+def stale_cells(cache_root: str | Path, provenance: dict) -> list[tuple[Path, str]]:
+    """The cells in `cache_root` computed on another model or classifier or by another code version
+    (library sources or torch/diffusers/transformers/numpy versions) than `provenance`'s, each with
+    what differs. Only files that are cells (a key naming a cell, stored under that key's own file
+    name) are listed; anything else in the folder is left out."""
+    cache, out = CellCache(cache_root), []
+    for path in cache.completed():
         try:
             key = json.loads(path.read_text())["key"]
-        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+            if not isinstance(key, dict) or "cell" not in key or cache.path(key) != path:
+                continue
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
             continue
-        if any(key.get(k) != provenance[k] for k in ("model_hash", "classifier_hash", "code")):
-            path.unlink()
-            removed.append(path)
-    return removed
+        differs = []
+        for k in PROVENANCE_KEYS:
+            if k == "code" and isinstance(key.get("code"), dict):
+                differs += [f"{name} {key['code'].get(name)} (now {value})" for name, value in provenance["code"].items()
+                            if key["code"].get(name) != value]
+            elif key.get(k) != provenance[k]:
+                differs.append(k)
+        if differs:
+            out.append((path, ", ".join(differs)))
+    return out
+
+
+def prune_cells(cache_root: str | Path, dry_run: bool = False, log=print) -> list[Path]:
+    """Delete the cells in `cache_root` that the installed model and this code version cannot use
+    (`stale_cells`); with `dry_run`, only list them. Returns their paths."""
+    stale = stale_cells(cache_root, installed_provenance())
+    for path, why in stale:
+        log(f"{'would remove' if dry_run else 'removed'} {path}: {why}")
+        if not dry_run:
+            path.unlink(missing_ok=True)
+    log(f"{len(stale)} stale cells {'found' if dry_run else 'removed'} in {cache_root}")
+    return [path for path, _ in stale]
 
 
 def bench_all(budget: str | Budget = "full", output_dir: str | Path = "bench/results", cache_dir: str | Path | None = None,
               command: str = "", model: str | Path | None = None, classifier: str | Path | None = None,
               benchmarks: tuple[str, ...] | None = None, unet_methods: tuple[str, ...] | None = None,
               unet_scenarios: tuple[str, ...] | None = None, robustness_methods: tuple[str, ...] | None = None,
-              te_scenarios: tuple[str, ...] | None = None, sampling_steps: int | None = None,
-              prune_stale: bool = False, log=print) -> dict:
+              te_scenarios: tuple[str, ...] | None = None, sampling_steps: int | None = None, log=print) -> dict:
     """The whole `bench all` command: load the toy model and classifier, run, write. `benchmarks`,
     `unet_methods`, `unet_scenarios` and `robustness_methods` narrow the budget to some benchmarks,
     some of the UNet benchmark's methods and scenarios and some of the robustness benchmark's
     methods (the base model's rows, the reference of every attack, are always measured).
     `te_scenarios` narrows the text-encoder benchmark to some of its scenarios.
     `sampling_steps` replaces the number of steps of the budget's one sampler (the cells' keys hold
-    the sampling configuration, so cells of different step counts never mix). `prune_stale` removes,
-    after the run, the cache's cells of another model or code version (`prune_stale_cells`)."""
+    the sampling configuration, so cells of different step counts never mix)."""
     budget = make_budget(budget) if isinstance(budget, str) else budget
     if sampling_steps is not None:
         if sampling_steps < 1:
@@ -341,8 +371,10 @@ def bench_all(budget: str | Budget = "full", output_dir: str | Path = "bench/res
         budget = replace(budget, te_scenarios=tuple(te_scenarios))
     budget = narrow_budget(budget, benchmarks, unet_methods, unet_scenarios, robustness_methods)
     runner = open_runner(budget, cache_dir, model, classifier, log)
-    done = run_all(runner, output_dir, command, log)
-    if prune_stale:
-        removed = prune_stale_cells(runner.cache.root, runner.provenance)
-        log(f"bench all: removed {len(removed)} cells of another model or code version from {runner.cache.root}")
-    return done
+    stale = stale_cells(runner.cache.root, runner.provenance)
+    if stale:
+        # hours of cells can miss silently when, say, a newer transformers was installed
+        log(f"bench all: {len(stale)} cells in {runner.cache.root} were computed on another model or by another code "
+            f"version and will not be used (first: {stale[0][0].name}: {stale[0][1]}); to use them, install the "
+            "versions they name (bench/constraints.txt holds the published run's)")
+    return run_all(runner, output_dir, command, log)
