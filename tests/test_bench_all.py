@@ -525,3 +525,10 @@ def test_the_summary_checks_the_targets_against_the_files(tmp_path):
     te_lines = [ln for ln in targets.splitlines() if ln.startswith("| three |")]
     assert len(te_lines) == 1 and "s / concept" in targets  # few_shot_lora only, not the baseline
     assert "| dynamic_mask | objects |" in targets and "| closed_form | style |" in targets
+    # seconds measured with one thread per process are not the two-core setting the target names
+    te_file = tmp_path / "text_encoder.json"
+    data = json.loads(te_file.read_text())
+    for threads, said in (([2], False), ([1], True)):
+        data["compute_seconds"] = {"cells": 1, "wall": 1.0, "cpu": 1.0, "torch_threads": threads}
+        te_file.write_text(json.dumps(data))
+        assert ("measured with 1 thread per process" in summary.render_summary(tmp_path)) == said

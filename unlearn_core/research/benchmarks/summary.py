@@ -233,8 +233,12 @@ def _targets(results: dict[str, dict]) -> list[str]:
                              f"| {_check(wd, wd >= cd, '+.3f')} ({cd:+.3f}) |")
     tenc = results.get("text_encoder")
     if tenc:
+        threads = tenc.get("compute_seconds", {}).get("torch_threads") or []
+        timing = (f" The seconds were measured with {threads[0]} thread{'s' if threads[0] > 1 else ''} per process"
+                  " (the rerun runs two processes side by side), not with both cores as the target is set."
+                  if threads and max(threads) < 2 else "")
         lines += ["", "Few-shot text encoder: words ≤ 0.10, paraphrases ≤ 0.20, Δ siblings ≥ −0.05, ≤ 30 s per "
-                      "concept (means).", "", "| scenario | words | paraphrases | Δ siblings | s / concept |",
+                      f"concept (means).{timing}", "", "| scenario | words | paraphrases | Δ siblings | s / concept |",
                   "|---|---|---|---|---|"]
         for row in tenc["rows"]:
             if row["method"] != "few_shot_lora":
