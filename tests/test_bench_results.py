@@ -18,15 +18,21 @@ RESULTS = ROOT / "bench" / "results"
 FULL_RERUN = "concept-unlearn bench all --budget full --cache-dir bench/cells --output-dir bench/results"
 
 
-def committed_results() -> list[Path]:
-    """bench/results/*.json that git tracks (every such file outside a git checkout)."""
+def _tracked_json(folder: str, recursive: bool) -> list[Path]:
+    """The .json files under `folder` (relative to the repository) that git tracks, directly in it or
+    at any depth; every such file on disk outside a git checkout."""
     try:
-        out = subprocess.run(["git", "ls-files", "--", "bench/results"], cwd=ROOT, capture_output=True, text=True,
+        out = subprocess.run(["git", "ls-files", "--", folder], cwd=ROOT, capture_output=True, text=True,
                              check=True).stdout.split()
-        files = [ROOT / f for f in out if f.endswith(".json") and "/" not in f[len("bench/results/"):]]
+        files = [ROOT / f for f in out if f.endswith(".json") and (recursive or "/" not in f[len(folder) + 1:])]
     except (OSError, subprocess.CalledProcessError):
-        files = sorted(RESULTS.glob("*.json"))
+        files = sorted((ROOT / folder).rglob("*.json") if recursive else (ROOT / folder).glob("*.json"))
     return sorted(f for f in files if f.exists())
+
+
+def committed_results() -> list[Path]:
+    """bench/results/*.json that git tracks."""
+    return _tracked_json("bench/results", recursive=False)
 
 
 #: result files of benchmarks that load no toy model (random weights, or none at all), by file-name
@@ -62,13 +68,7 @@ def test_a_committed_result_records_the_installed_model_and_a_command(path):
 
 def committed_cells() -> list[Path]:
     """bench/cells/**/*.json that git tracks: the cells the published files were assembled from."""
-    try:
-        out = subprocess.run(["git", "ls-files", "--", "bench/cells"], cwd=ROOT, capture_output=True, text=True,
-                             check=True).stdout.split()
-        files = [ROOT / f for f in out if f.endswith(".json")]
-    except (OSError, subprocess.CalledProcessError):
-        files = sorted((ROOT / "bench" / "cells").rglob("*.json"))
-    return sorted(f for f in files if f.exists())
+    return _tracked_json("bench/cells", recursive=True)
 
 
 def test_committed_cells_are_full_budget_cells_of_the_installed_model():

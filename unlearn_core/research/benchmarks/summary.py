@@ -234,9 +234,8 @@ def _targets(results: dict[str, dict]) -> list[str]:
     tenc = results.get("text_encoder")
     if tenc:
         threads = tenc.get("compute_seconds", {}).get("torch_threads") or []
-        timing = (f" The seconds were measured with {threads[0]} thread{'s' if threads[0] > 1 else ''} per process"
-                  " (the rerun runs two processes side by side), not with both cores as the target is set."
-                  if threads and max(threads) < 2 else "")
+        timing = (" The seconds were measured with 1 thread per process (the rerun runs two processes side by "
+                  "side), not with both cores as the target is set." if threads and max(threads) == 1 else "")
         lines += ["", "Few-shot text encoder: words ≤ 0.10, paraphrases ≤ 0.20, Δ siblings ≥ −0.05, ≤ 30 s per "
                       f"concept (means).{timing}", "", "| scenario | words | paraphrases | Δ siblings | s / concept |",
                   "|---|---|---|---|---|"]
